@@ -1,0 +1,50 @@
+"""End-to-end latency of the demo on one 640×480 photo: load (decode JPEG) + detect + classify, and where the time goes.
+
+    python bench/demo_latency.py [--threads 2] [--runs 30] [--detector haar] [--checkpoint PATH]
+
+The photo is scikit-image's astronaut, cropped to 4:3 and resized to 640×480, encoded as a JPEG (quality 90),
+so every run decodes it as a user upload would be. Prints the median ms of each stage and the total."""
+import argparse, io, statistics, time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fer_nb.data import face_crop, load_image, to_gray
+from fer_nb.demo import Predictor, sample_path
+
+def photo_640x480()->bytes:
+    im = Image.open(sample_path()).convert('RGB').crop((0, 64, 512, 448)).resize((640, 480), Image.BICUBIC)
+    b = io.BytesIO(); im.save(b, 'JPEG', quality=90); return b.getvalue()
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--runs', type=int, default=30)
+    ap.add_argument('--detector', default='haar')
+    ap.add_argument('--checkpoint', help='default: $FER_NB_CHECKPOINT or the shipped model')
+    a = ap.parse_args()
+    import cv2
+    torch.set_num_threads(a.threads); cv2.setNumThreads(a.threads)
+    jpeg = photo_640x480()
+    pred = Predictor.load(a.checkpoint, detector=a.detector, device='cpu')
+    stages = {k: [] for k in ('load', 'detect', 'crop', 'classify', 'total (predict)')}
+    for i in range(a.runs + 3):                       # 3 warm-up runs
+        t0 = time.perf_counter(); im = load_image(jpeg)
+        t1 = time.perf_counter(); dets = pred.detect(im)
+        t2 = time.perf_counter(); g = to_gray(im); crops = np.stack([face_crop(g, b, pred.input_size, pred.margin) for b, _ in dets])
+        t3 = time.perf_counter(); probs = pred.classify(crops)
+        t4 = time.perf_counter(); faces = pred.predict(jpeg)
+        t5 = time.perf_counter()
+        if i >= 3:
+            for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)): stages[k].append(v*1e3)
+    assert len(faces) == 1, faces
+    print(f"640×480 JPEG, {len(faces)} face ({faces[0].label} {faces[0].confidence:.0%}), detector={a.detector}, "
+          f"model={pred.model.arch['name']}, {a.threads} threads (torch and OpenCV), median of {a.runs} runs")
+    total = statistics.median(stages['total (predict)'])
+    for k, v in stages.items():
+        med = statistics.median(v)
+        print(f"  {k:16s} {med:7.1f} ms" + ('' if k.startswith('total') else f"  ({med/total:5.1%})"))
+
+if __name__ == '__main__':
+    main()

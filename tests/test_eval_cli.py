@@ -1,0 +1,141 @@
+"`fer-nb eval` / `fer-nb export` in a subprocess, ONNX parity, and papermill running nbs/03_eval.ipynb on a tiny set."
+import json, os, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fer_nb.model import create_model, save_checkpoint
+from fer_nb.train import make_tiny_ferplus
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, '-m', 'fer_nb.cli']
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    "A tiny FERPlus tree, a class-folder set (contempt, no neutral), a fer_nb checkpoint and broken ones."
+    d = tmp_path_factory.mktemp('eval')
+    make_tiny_ferplus(d/'ferplus', n=48)
+    rng = np.random.default_rng(0)
+    for folder in ('happy', 'angry', 'contempt'):
+        (d/'folders'/folder).mkdir(parents=True)
+        for i in range(3): Image.fromarray(rng.integers(0, 255, (60, 60), dtype=np.uint8)).save(d/'folders'/folder/f'{i}.png')
+    torch.manual_seed(0)
+    save_checkpoint(d/'tiny.pt', create_model('mobile_fer'), epoch=0)
+    (d/'garbage.pt').write_bytes(b'not a checkpoint')
+    torch.save({'weights': torch.zeros(3)}, d/'foreign.pt')
+    (d/'empty').mkdir()
+    return d
+
+def run_cli(d, *args):
+    env = dict(os.environ, FER_NB_CACHE=str(d/'cache'), OMP_NUM_THREADS='1')
+    return subprocess.run(CLI + [str(a) for a in args], capture_output=True, text=True, env=env, cwd=d, timeout=300)
+
+def main_in_process(d, capsys, monkeypatch, *args):
+    "The same CLI entry point in this process (faster than a subprocess): (exit code, stdout, stderr)."
+    from fer_nb.cli import main
+    monkeypatch.setenv('FER_NB_CACHE', str(d/'cache'))
+    threads = torch.get_num_threads()
+    try: code = main([str(a) for a in args])
+    finally: torch.set_num_threads(threads)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+def test_eval_json(tiny):
+    r = run_cli(tiny, 'eval', '--checkpoint', tiny/'tiny.pt', '--data', tiny/'ferplus', '--json', '--threads', '1')
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert 0 <= j['accuracy'] <= 1 and j['n_images'] == 12 and j['tta'] == 'none'
+    assert j['vote_accuracy'] is not None and len(j['confusion']) == 7 and 'happiness' in j['per_class']
+
+def test_eval_tta_reports_both(tiny):
+    r = run_cli(tiny, 'eval', '--checkpoint', tiny/'tiny.pt', '--data', tiny/'ferplus', '--format', 'ferplus', '--split', 'valid',
+                '--tta', 'ten_crop', '--json', '--threads', '1')
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j['tta'] == 'ten_crop' and j['without_tta']['tta'] == 'none' and 'accuracy' in j['without_tta']
+
+def test_eval_cross_dataset(tiny):
+    "A folder set with contempt and no neutral: contempt faces excluded and reported, neutral listed as absent."
+    r = run_cli(tiny, 'eval', '--checkpoint', tiny/'tiny.pt', '--data', tiny/'folders', '--json', '--threads', '1')
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j['excluded'] == {'contempt': 3} and j['n_images'] == 6 and j['n_total'] == 9
+    assert 'neutral' in j['absent_classes'] and j['vote_accuracy'] is None
+
+def test_eval_cross_dataset_text(tiny, capsys, monkeypatch):
+    code, out, _ = main_in_process(tiny, capsys, monkeypatch, 'eval', '--checkpoint', tiny/'tiny.pt', '--data', tiny/'folders', '--threads', '1')
+    assert code == 0 and 'contempt (3 faces)' in out and 'absent from the data' in out and 'neutral' in out
+
+def test_errors_exit_2_in_a_subprocess(tiny):
+    "A real process: exit code 2, nothing on stdout, one line on stderr."
+    for args, msg in [(['--checkpoint', tiny/'garbage.pt', '--data', tiny/'ferplus'], 'not a readable checkpoint'),
+                      (['--checkpoint', tiny/'tiny.pt', '--data', tiny/'nowhere'], 'dataset not found')]:
+        r = run_cli(tiny, 'eval', *args)
+        assert r.returncode == 2 and r.stdout == '', r
+        assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith('fer-nb: error:') and msg in r.stderr, r.stderr
+
+@pytest.mark.parametrize('ck,msg', [('garbage.pt', 'not a readable checkpoint'), ('foreign.pt', 'not a fer_nb checkpoint'),
+                                    ('missing.pt', 'checkpoint not found')])
+def test_bad_checkpoint(tiny, capsys, monkeypatch, ck, msg):
+    code, out, err = main_in_process(tiny, capsys, monkeypatch, 'eval', '--checkpoint', tiny/ck, '--data', tiny/'ferplus')
+    assert code == 2 and out == ''
+    assert len(err.strip().splitlines()) == 1 and err.startswith('fer-nb: error:') and msg in err, err
+
+@pytest.mark.parametrize('data,extra,msg', [('nowhere', [], 'dataset not found'), ('empty', [], 'no folder names match'),
+                                            ('ferplus', ['--split', 'dev'], 'unknown split'),
+                                            ('ferplus', ['--format', 'fer2013'], 'fer2013 csv not found')])
+def test_bad_dataset(tiny, capsys, monkeypatch, data, extra, msg):
+    code, out, err = main_in_process(tiny, capsys, monkeypatch, 'eval', '--checkpoint', tiny/'tiny.pt', '--data', tiny/data, *extra)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and msg in err, err
+
+@pytest.mark.skipif((ROOT/'models'/'DEFAULT').exists(), reason='a shipped model exists')
+def test_no_shipped_model(tiny, capsys, monkeypatch):
+    code, _, err = main_in_process(tiny, capsys, monkeypatch, 'eval', '--data', tiny/'ferplus')
+    assert code == 2 and 'no shipped model' in err and len(err.strip().splitlines()) == 1
+
+def test_export_onnx_parity(tiny):
+    out = tiny/'onnx'/'tiny.onnx'
+    r = run_cli(tiny, 'export', '--checkpoint', tiny/'tiny.pt', '--onnx', out)
+    assert r.returncode == 0, r.stderr
+    import onnxruntime as ort
+    from fer_nb.eval import onnx_parity
+    from fer_nb.model import load_checkpoint
+    assert onnx_parity(tiny/'tiny.pt', out, n=16) <= 1e-4
+    m, ck = load_checkpoint(tiny/'tiny.pt')
+    sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert json.loads(meta['classes']) == ck['classes']
+    for n in (1, 5):   # dynamic batch axis; uint8 pixels / 255 give PyTorch's uint8 result
+        x = torch.randint(0, 256, (n, 1, 48, 48), dtype=torch.uint8)
+        with torch.no_grad(): ref = m(x).numpy()
+        got = sess.run(None, {'faces': (x.float()/255).numpy()})[0]
+        assert got.shape == (n, 7) and np.abs(got - ref).max() <= 1e-4
+
+def test_export_bad_checkpoint(tiny, capsys, monkeypatch):
+    code, _, err = main_in_process(tiny, capsys, monkeypatch, 'export', '--checkpoint', tiny/'garbage.pt', '--onnx', tiny/'x.onnx')
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tiny/'x.onnx').exists()
+
+def test_papermill_notebook(tiny, tmp_path):
+    import papermill as pm
+    out = tmp_path/'eval'
+    ck = tmp_path/'model.pt'; ck.write_bytes((tiny/'tiny.pt').read_bytes())
+    old = {k: os.environ.get(k) for k in ('FER_NB_PAPERMILL', 'FER_NB_CACHE')}
+    os.environ.update(FER_NB_PAPERMILL='1', FER_NB_CACHE=str(tmp_path/'cache'))
+    try:
+        pm.execute_notebook(str(ROOT/'nbs'/'03_eval.ipynb'), str(tmp_path/'03_eval.out.ipynb'), cwd=str(ROOT/'nbs'),
+                            kernel_name='python3', progress_bar=False,
+                            parameters=dict(checkpoint=str(ck), data_dir=str(tiny/'ferplus'), format='ferplus', split='test',
+                                            limit=8, tta='flip', out_dir=str(out), write_card=True, threads=1))
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+    for t in ('none', 'flip'):
+        for f in ('confusion', 'per_class', 'mistakes'): assert (out/f'model_{t}_{f}.png').exists()
+    metrics = json.loads((out/'model_metrics.json').read_text())
+    assert [m['tta'] for m in metrics] == ['none', 'flip'] and metrics[0]['n_images'] == 8
+    card = json.loads(ck.with_suffix('.json').read_text())
+    assert set(card['evaluations']) == {'ferplus/test[n=8]', 'ferplus/test[n=8]+flip'} and card['model']['name'] == 'mobile_fer'

@@ -1,0 +1,51 @@
+"Training end to end in fresh processes: papermill on the train notebook, and DDP with 2 gloo processes."
+import json, subprocess, sys
+from pathlib import Path
+import torch
+from conftest import ROOT, BIN
+
+def _train_cli(args, env, nproc=1):
+    cmd = ([str(BIN/'torchrun'), '--standalone', '--nproc_per_node', str(nproc), '-m', 'fer_nb.cli']
+           if nproc > 1 else [sys.executable, '-m', 'fer_nb.cli'])
+    r = subprocess.run(cmd + ['train', *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = sorted((json.loads(l) for l in r.stdout.splitlines() if l.startswith('{')), key=lambda d: d['rank'])
+    assert len(runs) == nproc
+    return runs
+
+def test_papermill_train_notebook(tmp_path, env, tiny_ferplus):
+    out = tmp_path/'train.ipynb'
+    r = subprocess.run([str(BIN/'papermill'), 'nbs/02_train.ipynb', str(out), '-k', 'python3', '--log-output',
+                        '-p', 'run', 'ci', '-p', 'epochs', '2', '-p', 'train_limit', '150', '-p', 'valid_limit', '40',
+                        '-p', 'model', 'mobile_fer', '-p', 'label_mode', 'majority',
+                        '-p', 'out_dir', str(tmp_path/'ck'), '-p', 'log_dir', str(tmp_path/'logs')],
+                       cwd=ROOT, env=dict(env, FERPLUS_DIR=str(tiny_ferplus)), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'epoch 2/2' in r.stderr            # text progress and epoch lines reach papermill's log
+    ck = torch.load(tmp_path/'ck'/'ci'/'best.pt', weights_only=True)
+    assert ck['config']['train_limit'] == 150 and ck['config']['model'] == 'mobile_fer'
+    from fer_nb.model import load_checkpoint
+    m, _ = load_checkpoint(tmp_path/'ck'/'ci'/'best.pt')
+    probs = m(torch.zeros(4, 1, 48, 48, dtype=torch.uint8)).softmax(1)
+    assert probs.shape == (4, 7) and torch.allclose(probs.sum(1), torch.ones(4))
+    assert (tmp_path/'logs'/'ci'/'history.csv').read_text().count('\n') == 3
+    assert list((tmp_path/'logs'/'ci').glob('events.out.tfevents.*'))   # TensorBoard scalars
+
+def _weights(path):
+    sd = torch.load(path, weights_only=True)['state_dict']
+    return torch.cat([v.float().flatten() for k, v in sd.items() if 'running' not in k and 'num_batches' not in k])
+
+def test_ddp_two_gloo_processes_match_single(tmp_path, env, tiny_ferplus):
+    """DDP averages the ranks' gradients every step: the replicas stay identical, and 2 processes on half
+    batches take the steps 1 process takes on whole batches, up to batch norm, whose statistics are per rank."""
+    base = ['--set', f'data_dir={tiny_ferplus}', '--set', 'model=mobile_fer', '--set', 'epochs=1', '--set', 'batch_size=32',
+            '--set', 'lr=0.02', '--set', 'label_mode=majority', '--set', 'progress=none', '--set', 'threads=1',
+            '--set', f'out_dir={tmp_path}/ck', '--set', f'log_dir={tmp_path}/logs']
+    rank0, rank1 = _train_cli(base + ['--set', 'run=ddp'], env, nproc=2)
+    single, = _train_cli(base + ['--set', 'run=single'], env)
+    other, = _train_cli(base + ['--set', 'run=other', '--set', 'seed=1'], env)
+    assert (rank0['world'], rank1['world'], single['world']) == (2, 2, 1)
+    assert rank0['param_checksum'] == rank1['param_checksum']          # gradients were all-reduced: replicas agree bit for bit
+    assert rank0['param_checksum'] != single['param_checksum']          # (per-rank batch norm makes it differ from 1 process)
+    w_ddp, w_single, w_other = (_weights(tmp_path/'ck'/r/'last.pt') for r in ('ddp', 'single', 'other'))
+    assert (w_ddp - w_single).norm() < 0.25*(w_other - w_single).norm()
