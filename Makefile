@@ -23,7 +23,7 @@ browser:
 	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || echo "chromium could not be installed: the browser test will be skipped"
 
 run: setup
-	$(BIN)/fer-nb data
+	$(BIN)/fer-nb predict samples/astronaut.png
 
 test: setup browser
 	$(BIN)/python -m pytest -q -n 2 tests
