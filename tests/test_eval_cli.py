@@ -128,7 +128,7 @@ def test_papermill_notebook(tiny, tmp_path):
         pm.execute_notebook(str(ROOT/'nbs'/'03_eval.ipynb'), str(tmp_path/'03_eval.out.ipynb'), cwd=str(ROOT/'nbs'),
                             kernel_name='python3', progress_bar=False,
                             parameters=dict(checkpoint=str(ck), data_dir=str(tiny/'ferplus'), format='ferplus', split='test',
-                                            limit=8, tta='flip', out_dir=str(out), write_card=True, threads=1))
+                                            limit=8, tta='flip', out_dir=str(out), save_card=True, threads=1))
     finally:
         for k, v in old.items():
             if v is None: os.environ.pop(k, None)

@@ -13,3 +13,28 @@ def test_notebook(nb, monkeypatch):
     flags = get_config().tst_flags.split()
     ok, secs = run_notebook_tests(nb, skip_flags=flags, showerr=True)
     assert ok, f"{nb.name} failed (see the traceback above)"
+
+def _defined_names(src):
+    "Names a cell binds with def, class or import (the ways a later cell can silently replace a parameter)."
+    import ast
+    try: tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
+    except SyntaxError: return set()
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): out.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out |= {(a.asname or a.name).split('.')[0] for a in node.names if a.name != '*'}
+    return out
+
+@pytest.mark.parametrize('nb', NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell(nb):
+    "Every numbered notebook has a papermill parameters cell, and no parameter shares its name with a function, class or import of the notebook (which would silently replace it)."
+    import ast, nbformat
+    cells = nbformat.read(str(nb), as_version=4).cells
+    params = [c for c in cells if 'parameters' in c.metadata.get('tags', [])]
+    if not params:
+        assert not nb.name[:2].isdigit(), f"{nb.name} has no cell tagged 'parameters' (every numbered notebook re-runs under papermill)"
+        pytest.skip(f'{nb.name} is not a numbered notebook')
+    names = {t.id for n in ast.parse(params[0].source).body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    clashes = {n for c in cells if c.cell_type == 'code' and c is not params[0] for n in _defined_names(c.source) & names}
+    assert not clashes, f"{nb.name}: parameter(s) {sorted(clashes)} are redefined by a def/class/import"

@@ -1,0 +1,38 @@
+"papermill re-runs the data, model and CLI notebooks headlessly with their parameters (train and eval have their own tests)."
+import json, subprocess
+import nbformat, pytest
+from conftest import ROOT, BIN
+
+def _papermill(nb, out, env, *params):
+    args = [a for k, v in params for a in ('-p', k, str(v))]
+    r = subprocess.run([str(BIN/'papermill'), f'nbs/{nb}.ipynb', str(out), '-k', 'python3', *args],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return nbformat.read(str(out), as_version=4)
+
+def _text(nb):
+    "Everything the executed notebook printed or displayed as text."
+    return '\n'.join(o.get('text', '') + o.get('data', {}).get('text/plain', '') for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []))
+
+def test_data_notebook(tmp_path, env):
+    nb = _papermill('00_data', tmp_path/'data.ipynb', env, ('data_dir', tmp_path/'no-ferplus-here'))
+    assert 'FERPlus not found' in _text(nb)      # the parameter reached the official-count check
+
+def test_model_notebook(tmp_path, env):
+    nb = _papermill('01_model', tmp_path/'model.ipynb', env, ('threads', 1))
+    text = _text(nb)
+    for name in ('mobile_fer', 'resnet_fer', 'vgg13'): assert f'{name}' in text and 'ms/face' in text
+
+def test_cli_notebook_runs_a_command(tmp_path, env):
+    from fer_nb.model import shipped_model_path, CheckpointError
+    try: shipped_model_path()
+    except CheckpointError: pytest.skip('no shipped model in models/')
+    nb = _papermill('05_cli', tmp_path/'cli.ipynb', env, ('command', f'predict {ROOT/"samples"/"astronaut.png"} --json'))
+    text = _text(nb)
+    printed, _ = json.JSONDecoder().raw_decode(text[text.index('[\n'):])   # the command's JSON, kept in the notebook
+    assert printed[0]['faces'][0]['label'] == 'happiness', printed
+
+def test_cli_notebook_fails_when_the_command_fails(tmp_path, env):
+    r = subprocess.run([str(BIN/'papermill'), 'nbs/05_cli.ipynb', str(tmp_path/'cli.ipynb'), '-k', 'python3',
+                        '-p', 'command', f'predict {tmp_path/"missing.png"}'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode != 0 and 'exited with 2' in r.stderr
