@@ -23,11 +23,12 @@ def main():
     ap.add_argument('--runs', type=int, default=30)
     ap.add_argument('--detector', default='haar')
     ap.add_argument('--checkpoint', help='default: $FER_NB_CHECKPOINT or the shipped model')
+    ap.add_argument('--runtime', default='auto', help='auto | torch | onnx')
     a = ap.parse_args()
     import cv2
     torch.set_num_threads(a.threads); cv2.setNumThreads(a.threads)
     jpeg = photo_640x480()
-    pred = Predictor.load(a.checkpoint, detector=a.detector, device='cpu')
+    pred = Predictor.load(a.checkpoint, detector=a.detector, device='cpu', runtime=a.runtime)
     stages = {k: [] for k in ('load', 'detect', 'crop', 'classify', 'total (predict)')}
     for i in range(a.runs + 3):                       # 3 warm-up runs
         t0 = time.perf_counter(); im = load_image(jpeg)
@@ -39,7 +40,7 @@ def main():
         if i >= 3:
             for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)): stages[k].append(v*1e3)
     assert len(faces) == 1, faces
-    print(f"640×480 JPEG, {len(faces)} face ({faces[0].label} {faces[0].confidence:.0%}), detector={a.detector}, "
+    print(f"640×480 JPEG, {len(faces)} face ({faces[0].label} {faces[0].confidence:.0%}), detector={a.detector}, runtime={pred.runtime}, "
           f"model={pred.model.arch['name']}, {a.threads} threads (torch and OpenCV), median of {a.runs} runs")
     total = statistics.median(stages['total (predict)'])
     for k, v in stages.items():
