@@ -26,7 +26,7 @@ run: setup
 	$(BIN)/fer-nb predict samples/astronaut.png
 
 test: setup browser
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -rs -n 2 tests
 
 clean:
 	rm -rf $(VENV) data/processed/*.npz checkpoints logs runs
