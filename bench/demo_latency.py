@@ -1,6 +1,6 @@
-"""End-to-end latency of the demo on one 640×480 photo: load (decode JPEG) + detect + classify, and where the time goes.
+"""End-to-end latency of the demo on one 640×480 photo: load (decode JPEG) + find faces (detect, align, crop) + classify, and where the time goes.
 
-    python bench/demo_latency.py [--threads 2] [--runs 30] [--detector haar] [--checkpoint PATH]
+    python bench/demo_latency.py [--threads 2] [--runs 30] [--detector yunet] [--checkpoint PATH]
 
 The photo is scikit-image's astronaut, cropped to 4:3 and resized to 640×480, encoded as a JPEG (quality 90),
 so every run decodes it as a user upload would be. Prints the median ms of each stage and the total."""
@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fer_nb.data import face_crop, load_image, to_gray
 from fer_nb.demo import Predictor, sample_path
+from fer_nb.faces import load_photo
 
 def photo_640x480()->bytes:
     im = Image.open(sample_path()).convert('RGB').crop((0, 64, 512, 448)).resize((640, 480), Image.BICUBIC)
@@ -21,7 +21,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--runs', type=int, default=30)
-    ap.add_argument('--detector', default='haar')
+    ap.add_argument('--detector', default='yunet')
     ap.add_argument('--checkpoint', help='default: $FER_NB_CHECKPOINT or the shipped model')
     ap.add_argument('--runtime', default='auto', help='auto | torch | onnx')
     a = ap.parse_args()
@@ -29,16 +29,15 @@ def main():
     torch.set_num_threads(a.threads); cv2.setNumThreads(a.threads)
     jpeg = photo_640x480()
     pred = Predictor.load(a.checkpoint, detector=a.detector, device='cpu', runtime=a.runtime)
-    stages = {k: [] for k in ('load', 'detect', 'crop', 'classify', 'total (predict)')}
+    stages = {k: [] for k in ('load', 'find faces', 'classify', 'total (predict)')}
     for i in range(a.runs + 3):                       # 3 warm-up runs
-        t0 = time.perf_counter(); im = load_image(jpeg)
-        t1 = time.perf_counter(); dets = pred.detect(im)
-        t2 = time.perf_counter(); g = to_gray(im); crops = np.stack([face_crop(g, b, pred.input_size, pred.margin) for b, _ in dets])
-        t3 = time.perf_counter(); probs = pred.classify(crops)
-        t4 = time.perf_counter(); faces = pred.predict(jpeg)
-        t5 = time.perf_counter()
+        t0 = time.perf_counter(); im, s = load_photo(jpeg)
+        t1 = time.perf_counter(); found = pred.find(im, s)
+        t2 = time.perf_counter(); probs = pred.classify(np.stack([f.crop for f in found]))
+        t3 = time.perf_counter(); faces = pred.predict(jpeg)
+        t4 = time.perf_counter()
         if i >= 3:
-            for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)): stages[k].append(v*1e3)
+            for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)): stages[k].append(v*1e3)
     assert len(faces) == 1, faces
     print(f"640×480 JPEG, {len(faces)} face ({faces[0].label} {faces[0].confidence:.0%}), detector={a.detector}, runtime={pred.runtime}, "
           f"model={pred.model.arch['name']}, {a.threads} threads (torch and OpenCV), median of {a.runs} runs")

@@ -13,10 +13,10 @@ from PIL import Image, ImageOps
 # %% auto #0
 __all__ = ['CLASSES', 'CONTEMPT', 'LABEL_MODES', 'FERPLUS_VOTES', 'VOTE_COLUMNS', 'FERPLUS_SPLITS', 'FACE_SIZE', 'MAX_PIXELS',
            'FERPLUS_TO_OURS', 'USAGE_TO_SPLIT', 'FOLDER_ALIASES', 'ALIAS_TO_CLASS', 'IMAGE_EXTS', 'SPLIT_NAMES',
-           'FerError', 'DataError', 'class_names', 'project_root', 'ferplus_dir', 'cache_dir', 'load_image', 'to_gray',
-           'square_box', 'face_crop', 'FaceSet', 'check_mode', 'process_votes', 'ferplus_to_classes', 'load_ferplus',
-           'load_fer2013_csv', 'load_image_folder', 'class_names_for', 'concat', 'ferplus_summary', 'add_cli',
-           'plot_class_balance', 'show_faces']
+           'FerError', 'DataError', 'class_names', 'project_root', 'find_file', 'ferplus_dir', 'cache_dir',
+           'load_image', 'to_gray', 'square_box', 'face_crop', 'FaceSet', 'check_mode', 'process_votes',
+           'ferplus_to_classes', 'load_ferplus', 'load_fer2013_csv', 'load_image_folder', 'class_names_for', 'concat',
+           'ferplus_summary', 'add_cli', 'plot_class_balance', 'show_faces']
 
 # %% ../nbs/00_data.ipynb #bbd757d7
 CLASSES = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise', 'neutral')
@@ -45,6 +45,14 @@ def project_root()->Path|None:
     "The fer_nb checkout we are inside (the folder with settings.ini), if any."
     for d in [Path.cwd(), *Path.cwd().parents]:
         if (d/'settings.ini').exists() and (d/'fer_nb').is_dir(): return d
+    return None
+
+def find_file(*parts:str # a path inside the project, e.g. 'models', 'DEFAULT'
+             )->Path|None:
+    "The one way to find a bundled file (models, samples, notebooks): the checkout we are in, else the one fer_nb was imported from."
+    package_root = Path(__file__).resolve().parent.parent if '__file__' in globals() else None
+    for root in (project_root(), package_root):
+        if root is not None and root.joinpath(*parts).exists(): return root.joinpath(*parts)
     return None
 
 def ferplus_dir(root=None # explicit directory; else $FERPLUS_DIR; else data/raw/ferplus
@@ -269,20 +277,27 @@ def _cached(key:str, build, cache=None, use_cache:bool=True)->dict:
         except OSError as e: warnings.warn(f"could not write cache {path}: {e}")
     return arrays
 
-def _read_faces(paths:list, names:list, what:str)->tuple:
-    "Decode images into N×48×48 uint8; unreadable ones are skipped and reported once, by name."
-    imgs, ok, bad = [], [], []
+def _read_faces(paths:list, # image files
+                names:list, # their names, for messages
+                what:str, # the dataset, for messages
+                detect=None # None: each file is a face crop; else a function photo → 48×48 crop or None
+               )->tuple:
+    "Decode images into N×48×48 uint8, (row indices kept, face found per row); unreadable files are skipped and reported once."
+    imgs, ok, found, bad = [], [], [], []
+    blank = np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)
     for i, (p, n) in enumerate(zip(paths, names)):
         try:
-            with Image.open(p) as im:
-                im.load()
-                a = np.asarray(im.convert('L')) if im.size == (FACE_SIZE, FACE_SIZE) else face_crop(load_image(im))
-            imgs.append(a); ok.append(i)
-        except Exception: bad.append(n)
+            if detect is not None: face = detect(load_image(p))
+            else:
+                with Image.open(p) as im:
+                    im.load()
+                    face = np.asarray(im.convert('L')) if im.size == (FACE_SIZE, FACE_SIZE) else face_crop(load_image(im))
+        except Exception: bad.append(n); continue
+        imgs.append(blank if face is None else face); ok.append(i); found.append(face is not None)
     if bad:
         warnings.warn(f"{what}: skipped {len(bad)} unreadable image(s): {', '.join(map(str, bad[:10]))}{' …' if len(bad) > 10 else ''}")
     images = np.stack(imgs) if imgs else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8)
-    return images, np.array(ok, dtype=np.int64)
+    return images, np.array(ok, dtype=np.int64), np.array(found, dtype=bool)
 
 # %% ../nbs/00_data.ipynb #5796a831
 def _read_label_csv(path:Path)->pd.DataFrame:
@@ -321,7 +336,7 @@ def load_ferplus(root=None, # the folder with FER2013Train/Valid/Test (default: 
         raise DataError(f"{root} is not in the FERPlus layout: missing {FERPLUS_SPLITS[split]}/label.csv (expected FER2013Train|Valid|Test/ each with label.csv and 48×48 PNGs)")
     meta = _read_label_csv(csvp)
     def build():
-        imgs, ok = _read_faces([d/n for n in meta.name], list(meta.name), f'FERPlus {split}')
+        imgs, ok, _ = _read_faces([d/n for n in meta.name], list(meta.name), f'FERPlus {split}')
         return {'images': imgs, 'rows': ok}
     arr = _cached(f'ferplus-{split}-{_fingerprint(csvp, d)}', build, cache, use_cache)
     meta = meta.iloc[arr['rows']].reset_index(drop=True)
@@ -391,7 +406,8 @@ def _class_dirs(root:Path)->list:
 def load_image_folder(root, # folder of class folders (or train/test folders of class folders)
                       class_names:dict|None=None, # extra {folder name: our class name} mappings
                       cache=None, # cache folder (default: cache_dir())
-                      use_cache:bool=True # False: always decode the images
+                      use_cache:bool=True, # False: always decode the images
+                      detect=None # whole photos: a function RGB PIL image → 48×48 uint8 crop of its face, or None (no face)
                      )->FaceSet:
     "Load a `root/<class>/*.png|jpg|…` tree into a FaceSet, mapping folder names onto our classes."
     root = Path(root)
@@ -410,14 +426,20 @@ def load_image_folder(root, # folder of class folders (or train/test folders of 
     files = [(split, c, f) for split, d, c in mapped for f in sorted(d.rglob('*')) if f.suffix.lower() in IMAGE_EXTS]
     if not files: raise DataError(f"{root}: class folders hold no images ({', '.join(sorted(IMAGE_EXTS))})")
     names = [str(f.relative_to(root)) for _, _, f in files]
-    arr = _cached(f'folder-{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}-{_fingerprint(*[f for _, _, f in files])}',
-                  lambda: dict(zip(('images', 'rows'), _read_faces([f for *_, f in files], names, str(root)))), cache, use_cache)
+    how = 'crops' if detect is None else f"photos-{getattr(detect, 'cache_key', getattr(detect, '__qualname__', type(detect).__name__))}"
+    arr = _cached(f'folder-{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}-{how}-{_fingerprint(*[f for _, _, f in files])}',
+                  lambda: dict(zip(('images', 'rows', 'found'), _read_faces([f for *_, f in files], names, str(root), detect))), cache, use_cache)
     keep = arr['rows']
     cls = class_names_for([files[i][1] for i in keep])
     meta = pd.DataFrame({'source': root.name, 'split': [files[i][0] for i in keep], 'name': [names[i] for i in keep],
                          'label_name': [files[i][1] for i in keep]})
     meta['label'] = [cls.index(c) for c in meta.label_name]
-    return FaceSet(arr['images'], meta[['source', 'split', 'name', 'label', 'label_name']], cls)
+    columns = ['source', 'split', 'name', 'label', 'label_name']
+    if detect is not None:   # photos without a face stay in the set (a blank crop), marked, never dropped
+        meta['face_found'] = arr['found'].astype(bool); columns.append('face_found')
+        if not meta.face_found.all():
+            warnings.warn(f"{root}: no face found in {int((~meta.face_found).sum())} of {len(meta)} photos")
+    return FaceSet(arr['images'], meta[columns], cls)
 
 def class_names_for(labels)->tuple:
     "The 7 classes, plus contempt when any label is contempt."

@@ -2,7 +2,7 @@
 
 # %% ../nbs/03_eval.ipynb #d658f750
 from __future__ import annotations
-import json, os, sys, tempfile, time, warnings
+import json, os, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,17 +14,18 @@ import torch.nn.functional as F
 
 from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, class_names, concat, ferplus_dir,
                          load_ferplus, load_fer2013_csv, load_image_folder)
-from .model import CheckpointError, atomic_write, load_checkpoint, predict_logits, read_checkpoint, shipped_model_path
+from .model import (PRIORS, CheckpointError, atomic_write, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
+                          predict_logits, read_checkpoint, resolve_model)
 
 # %% auto #0
-__all__ = ['FORMATS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE_COLUMNS', 'detect_format', 'load_dataset', 'check_tta', 'tta_views',
-           'predict_probs', 'confusion_matrix', 'per_class_metrics', 'calibration_error', 'align_classes', 'EvalResult',
-           'resolve_model', 'dataset_name', 'evaluate', 'plot_confusion', 'plot_per_class', 'plot_mistakes',
-           'save_figures', 'card_path', 'eval_key', 'read_card', 'write_card', 'compare', 'markdown_table',
-           'export_onnx', 'onnx_parity', 'run_eval', 'add_cli']
+__all__ = ['FORMATS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE_COLUMNS', 'detect_format', 'photo_face_step', 'load_dataset',
+           'check_tta', 'tta_views', 'predict_probs', 'confusion_matrix', 'per_class_metrics', 'calibration_error',
+           'align_classes', 'EvalResult', 'dataset_name', 'evaluate', 'plot_confusion', 'plot_per_class',
+           'plot_mistakes', 'save_figures', 'card_path', 'eval_key', 'read_card', 'write_card', 'compare',
+           'markdown_table', 'usual_prior', 'run_eval', 'add_cli']
 
 # %% ../nbs/03_eval.ipynb #30f40214
-FORMATS = ('ferplus', 'fer2013', 'folders')
+FORMATS = ('ferplus', 'fer2013', 'folders', 'photos')
 
 def detect_format(path # a dataset path
                  )->str:
@@ -38,13 +39,22 @@ def detect_format(path # a dataset path
     if (p/'fer2013.csv').is_file(): return 'fer2013'
     return 'folders'
 
+def photo_face_step(detector:str='yunet'):
+    "The face step for whole photos: RGB image → 48×48 crop of its largest face, or None."
+    from fer_nb.faces import largest_face_crop, make_detector
+    det = make_detector(detector)
+    step = lambda im: largest_face_crop(im, det)
+    step.cache_key = f'{detector}-v1'   # names the cached crops; bump when the face step changes
+    return step
+
 def load_dataset(data_dir=None, # FERPlus folder, fer2013.csv (or its folder), or class-folder tree; None = FERPlus
-                 format:str|None=None, # ferplus | fer2013 | folders; None = detect
+                 format:str|None=None, # ferplus | fer2013 | folders (face crops) | photos (whole photos); None = detect
                  split:str|None='test', # train | valid | test; None or 'all' = every split
                  classes:int=7, # FERPlus / FER+ votes: 7, or 8 to keep contempt (match the model)
                  limit:int=0, # keep a seeded random subset of this many faces; 0 = all
                  seed:int=0, # which subset
-                 cache=None # processed-data cache folder (default: fer_nb.data.cache_dir())
+                 cache=None, # processed-data cache folder (default: fer_nb.data.cache_dir())
+                 detector:str='yunet' # photos: the face detector of the face step
                 )->FaceSet:
     "Load any supported dataset (one split, optionally a random subset) as a FaceSet."
     if format is None: format = 'ferplus' if data_dir is None else detect_format(data_dir)
@@ -61,8 +71,8 @@ def load_dataset(data_dir=None, # FERPlus folder, fer2013.csv (or its folder), o
         new = csv_path.parent/'fer2013new.csv'
         fs = load_fer2013_csv(csv_path, new if new.is_file() else None, 'majority', classes if new.is_file() else 7)
     else:
-        if data_dir is None: raise DataError("the folders format needs data_dir (a folder of class folders)")
-        fs = load_image_folder(data_dir, cache=cache)
+        if data_dir is None: raise DataError(f"the {format} format needs data_dir (a folder of class folders)")
+        fs = load_image_folder(data_dir, cache=cache, detect=photo_face_step(detector) if format == 'photos' else None)
     if not every and format != 'ferplus':
         have = sorted(set(fs.meta.split))
         if have != ['all']:
@@ -185,35 +195,14 @@ class EvalResult:
     def summary(self)->str:
         "A few lines for people."
         m = self.metrics
-        s = [f"{m['dataset']} ({m['n_images']} faces, tta {m['tta']}): accuracy {m['accuracy']:.4f}"
+        s = [f"{m['dataset']} ({m['n_images']} faces, tta {m['tta']}, prior {m['prior']}): accuracy {m['accuracy']:.4f}, balanced {m['balanced_accuracy']:.4f}"
              + (f", vote accuracy {m['vote_accuracy']:.4f}" if m['vote_accuracy'] is not None else '')
              + f", macro-F1 {m['macro_f1']:.4f}, mean confidence {m['mean_confidence']:.3f}, ECE {m['ece']:.4f}"]
+        if m.get('face_found_rate') is not None: s.append(f"  faces found in {m['face_found_rate']:.1%} of the photos (a photo without one counts as wrong)")
         if m['excluded']: s.append(f"  excluded (classes the model lacks): {', '.join(f'{c} ({n} faces)' for c, n in m['excluded'].items())}")
         if m['absent_classes']: s.append(f"  model classes absent from the data: {', '.join(m['absent_classes'])}; accuracy over present classes only {m['accuracy_present']:.4f}")
         return '\n'.join(s)
     def __repr__(self): return f"EvalResult({self.summary()})"
-
-# %% ../nbs/03_eval.ipynb #0f2ef324
-def resolve_model(checkpoint_or_model=None, # path (None = shipped model), (model, ck) pair, or nn.Module
-                  classes=None, # class names for a bare module (default: 7 or 8 by its output size)
-                  device='cpu')->tuple:
-    "(model in eval mode, class names, info dict with name/path/arch/epoch)."
-    x = checkpoint_or_model
-    if x is None or isinstance(x, (str, os.PathLike)):
-        path = Path(x) if x is not None else shipped_model_path()
-        m, ck = load_checkpoint(path, device)
-        x, info = (m, ck), dict(name=path.stem, path=str(path))
-    else: info = {}
-    if isinstance(x, tuple):
-        m, ck = x
-        info = dict(info or dict(name=ck.get('arch', {}).get('name', 'model')), arch=ck.get('arch', {}).get('name'),
-                    epoch=ck.get('epoch'), best_valid_acc=ck.get('best_valid_acc'))
-        classes = classes or ck['classes']
-    elif isinstance(x, nn.Module):
-        m = x; info = dict(name=getattr(m, 'arch', {}).get('name', type(m).__name__), arch=getattr(m, 'arch', {}).get('name'))
-        classes = classes or class_names(getattr(m, 'arch', {}).get('num_classes', len(CLASSES)))
-    else: raise CheckpointError(f"cannot evaluate a {type(x).__name__}: pass a checkpoint path, (model, checkpoint) or a model")
-    return m.to(device).eval(), tuple(classes), info
 
 # %% ../nbs/03_eval.ipynb #57a187b4
 def dataset_name(fs:FaceSet)->str:
@@ -227,11 +216,12 @@ def evaluate(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck
              classes=None, # the model's class names, for a bare model
              dataset:str|None=None, # a name for the data in reports (default: source/split from the meta)
              batch_size:int=256, device='cpu',
-             crop:int=TEN_CROP_SIZE # ten-crop side
+             crop:int=TEN_CROP_SIZE, # ten-crop side
+             prior:str|None=None # uniform | train class prior (None: uniform for a path, as loaded for a model)
             )->EvalResult:
     "Score a checkpoint on a FaceSet: accuracy, vote accuracy, per-class P/R/F1, confusion, calibration, predictions."
     tta = check_tta(tta)
-    model, classes, info = resolve_model(checkpoint_or_model, classes, device)
+    model, classes, info = resolve_model(checkpoint_or_model, classes, device, prior)
     al = align_classes(classes, faceset); k = len(classes)
     y = al['label_map'][faceset.labels]; inc = y >= 0
     if not inc.any():
@@ -240,7 +230,8 @@ def evaluate(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck
     probs = predict_probs(model, faceset.images, tta, batch_size, device, crop)
     secs = time.time() - t0
     pred, conf = probs.argmax(1), probs.max(1)
-    ok = pred == y
+    found = faceset.meta.face_found.to_numpy(bool) if 'face_found' in faceset.meta else np.ones(len(faceset), bool)
+    ok = (pred == y) & found   # a photo in which no face was found counts as wrong
     present = np.array([c in al['present'] for c in classes])
     pred_present = np.where(present, probs, -1).argmax(1)
     vote = np.full(len(faceset), np.nan)
@@ -248,11 +239,13 @@ def evaluate(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck
         dist = faceset.targets('probability')   # N×(data classes), FER+ processing
         col = np.array([list(faceset.classes).index(c) if c in faceset.classes else -1 for c in classes])
         vote = np.where(col[pred] >= 0, dist[np.arange(len(pred)), np.maximum(col[pred], 0)], 0.0)
-    cm = confusion_matrix(y[inc], pred[inc], k)
+    cm = confusion_matrix(y[inc & found], pred[inc & found], k)   # what the model said, about the faces it saw
     pc = per_class_metrics(cm, classes)
     metrics = dict(
         checkpoint=info.get('name'), model=info.get('arch'), dataset=dataset or dataset_name(faceset), tta=tta,
-        accuracy=float(ok[inc].mean()),
+        accuracy=float(ok[inc].mean()), prior=info.get('prior'),
+        balanced_accuracy=float(np.mean([ok[inc & (y == c)].mean() for c in range(k) if (inc & (y == c)).any()])),
+        face_found_rate=float(found.mean()) if 'face_found' in faceset.meta else None,
         vote_accuracy=float(vote[inc].mean()) if faceset.has_votes else None,
         macro_f1=float(np.nanmean(pc.f1.to_numpy())) if pc.f1.notna().any() else float('nan'),
         mean_confidence=float(conf[inc].mean()), ece=calibration_error(conf[inc], ok[inc]),
@@ -320,9 +313,9 @@ def card_path(checkpoint)->Path:
     return Path(checkpoint).with_suffix('.json')
 
 def eval_key(res:EvalResult)->str:
-    "The card key of a result: dataset, plus '+tta' when TTA was on."
+    "The card key of a result: dataset, '+tta' when TTA was on, '@prior' when not the dataset's usual prior."
     m = res.metrics
-    return m['dataset'] + ('' if m['tta'] == 'none' else f"+{m['tta']}")
+    return m['dataset'] + ('' if m['tta'] == 'none' else f"+{m['tta']}") + ('' if m.get('usual_prior', True) else f"@{m['prior']}")
 
 def read_card(checkpoint)->dict:
     "The card of a checkpoint ({} when it has none), or a one-line error when it is not valid JSON."
@@ -377,71 +370,54 @@ def markdown_table(df:pd.DataFrame, digits:int=4)->str:
     lines += ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in df.itertuples(index=False)]
     return '\n'.join(lines)
 
-# %% ../nbs/03_eval.ipynb #ad49a110
-def export_onnx(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck) or a model
-                path, # the .onnx file to write
-                opset:int=17, # ONNX opset
-                classes=None # class names for a bare model
-               )->Path:
-    "Export to ONNX: input `faces` N×1×48×48 float in [0, 1], output `logits`; dynamic batch; classes in metadata."
-    import onnx
-    model, classes, info = resolve_model(checkpoint_or_model, classes)
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        torch.onnx.export(model, (torch.rand(2, 1, FACE_SIZE, FACE_SIZE),), str(path), dynamo=False, opset_version=opset,
-                          input_names=['faces'], output_names=['logits'],
-                          dynamic_axes={'faces': {0: 'batch'}, 'logits': {0: 'batch'}})
-    m = onnx.load(str(path))
-    for k, v in dict(classes=json.dumps(list(classes)), input='N×1×48×48 float32 gray faces in [0, 1] (uint8/255)',
-                     output='logits N×C (softmax for probabilities)', source=str(info.get('path', info.get('name')))).items():
-        e = m.metadata_props.add(); e.key, e.value = k, v
-    onnx.save(m, str(path))
-    return path
-
-def onnx_parity(checkpoint_or_model, # what was exported
-                path, # the .onnx file
-                n:int=16, seed:int=0)->float:
-    "Max abs difference between ONNX Runtime and PyTorch logits on a random batch of n faces."
-    import onnxruntime as ort
-    model, _, _ = resolve_model(checkpoint_or_model)
-    x = torch.randint(0, 256, (n, 1, 48, 48), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8).float()/255
-    sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    with torch.no_grad(): ref = model(x).numpy()
-    return float(np.abs(sess.run(None, {'faces': x.numpy()})[0] - ref).max())
-
 # %% ../nbs/03_eval.ipynb #f2325370
-def run_eval(checkpoint=None, data_dir=None, format=None, split='test', tta=None, limit:int=0, batch_size:int=256, crop:int=TEN_CROP_SIZE)->list:
-    "Load checkpoint and data, evaluate plain and (if asked) with TTA: [plain result, tta result…]."
-    model, classes, info = resolve_model(checkpoint)
-    fs = load_dataset(data_dir, format, split, classes=8 if len(classes) == 8 else 7, limit=limit)
+def usual_prior(format:str)->str:
+    "The prior a dataset's headline number uses: train for FER benchmarks (their own label mix), uniform for folders and photos."
+    return 'train' if format in ('ferplus', 'fer2013') else 'uniform'
+
+def run_eval(checkpoint=None, # path; None: $FER_NB_CHECKPOINT, else the shipped model
+             data_dir=None, format=None, split='test', tta=None, limit:int=0, batch_size:int=256, crop:int=TEN_CROP_SIZE,
+             prior:str|None=None, # uniform | train; None: the dataset's usual prior, plus a plain run under the other one
+             detector:str='yunet' # photos: the face detector
+            )->list:
+    "Load checkpoint and data; evaluate plain, with TTA (if asked), and under the other prior: [plain, tta…, other prior]."
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    model, ck = load_checkpoint(path)
+    classes = ck['classes']
+    fmt = format or ('ferplus' if data_dir is None else detect_format(data_dir))
+    fs = load_dataset(data_dir, fmt, split, classes=8 if len(classes) == 8 else 7, limit=limit, detector=detector)
     name = dataset_name(fs) + (f'[n={limit}]' if limit and limit <= len(fs) else '')
-    ck = (model, {'classes': list(classes), 'arch': {'name': info.get('arch')}})
-    res = [evaluate(ck, fs, 'none', dataset=name, batch_size=batch_size)]
-    if check_tta(tta) != 'none': res.append(evaluate(ck, fs, tta, dataset=name, batch_size=batch_size, crop=crop))
-    for r in res: r.metrics['checkpoint'] = info['name']
+    main = prior or usual_prior(fmt)
+    if main not in PRIORS: raise DataError(f"prior must be one of {', '.join(PRIORS)}, got {main!r}")
+    runs = [('none', main)] + ([(check_tta(tta), main)] if check_tta(tta) != 'none' else [])
+    if prior is None: runs.append(('none', 'uniform' if main == 'train' else 'train'))
+    res = [evaluate((model, ck), fs, t, dataset=name, batch_size=batch_size, crop=crop, prior=p) for t, p in runs]
+    for r in res: r.metrics.update(checkpoint=path.stem, usual_prior=r.metrics['prior'] == usual_prior(fmt))
     return res
 
 def _eval_cmd(args)->int:
     if args.threads: torch.set_num_threads(args.threads)
-    ck = args.checkpoint or shipped_model_path()
-    res = run_eval(ck, args.data, args.format, args.split, args.tta, args.limit, args.batch_size, args.crop)
+    ck = args.checkpoint or default_checkpoint()
+    res = run_eval(ck, args.data, args.format, args.split, args.tta, args.limit, args.batch_size, args.crop, args.prior, args.detector)
+    main = [r for r in res if r.metrics['usual_prior'] == res[0].metrics['usual_prior']]
+    other = [r for r in res if r not in main]
     if args.figures:
-        for r in res: save_figures(r, args.figures, prefix=f"{Path(ck).stem}_{r.metrics['tta']}_")
+        for r in main: save_figures(r, args.figures, prefix=f"{Path(ck).stem}_{r.metrics['tta']}_")
     if args.card: write_card(res, ck)
     if args.json:
-        out = res[-1].to_dict()
-        if len(res) > 1: out['without_tta'] = res[0].to_dict()
+        out = main[-1].to_dict()
+        if len(main) > 1: out['without_tta'] = main[0].to_dict()
+        if other: out['other_prior'] = other[0].to_dict()
         print(json.dumps(out))
     else:
         for r in res: print(r.summary())
-        print(res[-1].per_class.round(3).to_string())
+        print(main[-1].per_class.round(3).to_string())
     return 0
 
 def _export_cmd(args)->int:
-    ck = args.checkpoint or shipped_model_path()
-    p = export_onnx(ck, args.onnx, args.opset)
-    diff = onnx_parity(ck, p)
+    ck = args.checkpoint or default_checkpoint()
+    p = export_onnx(ck, args.onnx, args.opset, prior=args.prior)
+    diff = onnx_parity(ck, p, prior=args.prior)
     print(f"wrote {p} (input faces N×1×48×48 float in [0, 1]; ONNX Runtime vs PyTorch max abs diff {diff:.2e})")
     if diff > 1e-4: raise CheckpointError(f"ONNX export of {ck} disagrees with PyTorch (max abs diff {diff:.2e} > 1e-4)")
     return 0
@@ -449,9 +425,11 @@ def _export_cmd(args)->int:
 def add_cli(sub):
     "Add `fer-nb eval` and `fer-nb export` to the CLI."
     p = sub.add_parser('eval', help='evaluate a checkpoint on FERPlus or any supported dataset')
-    p.add_argument('--checkpoint', help='a .pt checkpoint (default: the shipped model)')
+    p.add_argument('--checkpoint', help='a .pt checkpoint (default: $FER_NB_CHECKPOINT, else the shipped model)')
     p.add_argument('--data', help='FERPlus folder, fer2013.csv or a folder of class folders (default: $FERPLUS_DIR)')
-    p.add_argument('--format', choices=FORMATS, help='dataset layout (default: detect)')
+    p.add_argument('--format', choices=FORMATS, help='dataset layout (default: detect; photos: whole photos through the face step)')
+    p.add_argument('--prior', choices=PRIORS, help='class prior (default: train for FERPlus/fer2013, uniform for folders/photos, and the other one reported too)')
+    p.add_argument('--detector', default='yunet', help='face detector for --format photos (default: yunet)')
     p.add_argument('--split', default='test', help='train | valid | test | all (default: test)')
     p.add_argument('--tta', choices=TTA_MODES[1:], help='also report with test-time augmentation')
     p.add_argument('--limit', type=int, default=0, help='evaluate a seeded random subset of N faces')
@@ -463,7 +441,8 @@ def add_cli(sub):
     p.add_argument('--json', action='store_true', help='print the metrics as one JSON object')
     p.set_defaults(func=_eval_cmd)
     p = sub.add_parser('export', help='export a checkpoint to ONNX (with a parity check)')
-    p.add_argument('--checkpoint', help='a .pt checkpoint (default: the shipped model)')
+    p.add_argument('--checkpoint', help='a .pt checkpoint (default: $FER_NB_CHECKPOINT, else the shipped model)')
+    p.add_argument('--prior', choices=PRIORS, default='uniform', help='class prior built into the exported logits (default: uniform)')
     p.add_argument('--onnx', required=True, help='the .onnx file to write')
     p.add_argument('--opset', type=int, default=17)
     p.set_defaults(func=_export_cmd)

@@ -2,36 +2,40 @@
 
 # %% ../nbs/01_model.ipynb #1be33676
 from __future__ import annotations
-import os, tempfile, time
+import json, os, tempfile, warnings
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import numpy as np
 
-from .data import CLASSES, FACE_SIZE, DataError, FerError, project_root
+from .data import CLASSES, FACE_SIZE, DataError, FerError, class_names, find_file
 
 # %% auto #0
-__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'MODELS', 'TRAINING_ONLY', 'FERNet', 'VGG13FER', 'BasicBlock', 'ResNetFER',
-           'InvertedResidual', 'MobileFER', 'list_models', 'create_model', 'count_params', 'count_macs', 'model_table',
-           'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint', 'shipped_model_path', 'read_checkpoint',
-           'load_checkpoint', 'ship_checkpoint', 'predict_logits']
+__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'MODELS', 'PRIORS', 'FERPLUS_TRAIN_PRIOR', 'TRAINING_ONLY', 'FERNet', 'VGG13FER',
+           'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER', 'list_models', 'create_model', 'count_params',
+           'count_macs', 'model_table', 'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint',
+           'shipped_model_path', 'read_checkpoint', 'train_prior', 'prior_bias', 'load_checkpoint', 'ship_checkpoint',
+           'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx', 'onnx_parity']
 
 # %% ../nbs/01_model.ipynb #9ab5a671
 FERPLUS_MEAN, FERPLUS_STD = 0.5069, 0.2542   # gray pixel mean/std of FERPlus train, in [0, 1]
 
 class FERNet(nn.Module):
     "A backbone with its input contract: N×1×H×W uint8 (or float in [0, 1]) → class logits."
-    def __init__(self, backbone:nn.Module, in_size:int=FACE_SIZE, mean:float=FERPLUS_MEAN, std:float=FERPLUS_STD):
+    def __init__(self, backbone:nn.Module, in_size:int=FACE_SIZE, mean:float=FERPLUS_MEAN, std:float=FERPLUS_STD, num_classes:int=len(CLASSES)):
         super().__init__()
         self.backbone, self.in_size = backbone, in_size
         self.register_buffer('mean', torch.tensor(float(mean)), persistent=False)
         self.register_buffer('std', torch.tensor(float(std)), persistent=False)
+        # added to the logits: zero in training; load_checkpoint sets it to apply a class prior (see below)
+        self.register_buffer('logit_bias', torch.zeros(num_classes), persistent=False)
     def forward(self, x):
         if x.dtype == torch.uint8: x = x.float()/255
         if x.ndim == 3: x = x.unsqueeze(1)
         if x.shape[-1] != self.in_size: x = F.interpolate(x, size=(self.in_size, self.in_size), mode='bilinear', align_corners=False)
-        return self.backbone((x - self.mean)/self.std)
+        return self.backbone((x - self.mean)/self.std) + self.logit_bias
 
 # %% ../nbs/01_model.ipynb #38b50ced
 def _conv_bn(ci, co, k=3, s=1, groups=1, act=True):
@@ -122,7 +126,7 @@ def create_model(name:str, # a name from list_models()
     if cls is VGG13FER: args['in_size'] = in_size
     try: backbone = cls(num_classes=num_classes, **args)
     except TypeError as e: raise DataError(f"bad option for model {name!r}: {e}") from None
-    m = FERNet(backbone, in_size=in_size, mean=mean, std=std)
+    m = FERNet(backbone, in_size=in_size, mean=mean, std=std, num_classes=num_classes)
     m.arch = dict(name=name, num_classes=num_classes, in_size=in_size, mean=mean, std=std, kwargs=kw)
     return m
 
@@ -152,11 +156,13 @@ def model_table()->'pd.DataFrame':
         rows.append(dict(model=n, params_M=count_params(m)/1e6, size_MB=count_params(m)*4/2**20, MMACs=count_macs(m)/1e6))
     return pd.DataFrame(rows).round(2)
 
-# %% ../nbs/01_model.ipynb #b9e7eb41
+# %% ../nbs/01_model.ipynb #827b6bce
 class CheckpointError(FerError):
     "A checkpoint that cannot be used; the message is one line."
 
-def atomic_write(path, write) -> Path:
+def atomic_write(path, # the file to write
+                 write # write(tmp_path) writes the content
+                ) -> Path:
     "Call `write(tmp)` on a temp file beside `path`, then rename it over `path`: readers never see half a file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
@@ -172,10 +178,11 @@ def atomic_save(obj, path)->Path:
     "`torch.save` atomically (see `atomic_write`)."
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
+# %% ../nbs/01_model.ipynb #8e6db0ba
 def save_checkpoint(path, # where to write (parent folders are created)
                     model:FERNet, # a model from create_model
                     classes=CLASSES, # class names, in output order
-                    **extra # config, epoch, metrics, optimiser state…: anything weights_only can load
+                    **extra # config, epoch, metrics, train_prior, optimiser state…: anything weights_only can load
                    )->Path:
     "Write a self-describing checkpoint atomically (temp file + rename)."
     m = getattr(model, 'module', model)   # unwrap DDP
@@ -185,36 +192,70 @@ def save_checkpoint(path, # where to write (parent folders are created)
               input_size=m.in_size, normalisation=dict(mean=float(m.mean), std=float(m.std)), state_dict=state, **extra)
     return atomic_save(ck, path)
 
+# %% ../nbs/01_model.ipynb #c0f24b8f
 def shipped_model_path()->Path:
-    "The model shipped in models/ (the newest file named in models/DEFAULT, else fer_nb's default)."
-    here = Path(__file__).resolve().parent if '__file__' in globals() else Path.cwd()
-    for root in [project_root(), here.parent]:
-        if root and (root/'models'/'DEFAULT').exists():
-            return root/'models'/(root/'models'/'DEFAULT').read_text().strip()
-    raise CheckpointError("no shipped model found (models/DEFAULT is missing); pass a checkpoint path")
+    "The shipped model: the file in models/ that models/DEFAULT names."
+    default = find_file('models', 'DEFAULT')
+    if default is None: raise CheckpointError("no shipped model found (models/DEFAULT is missing); pass a checkpoint path")
+    return default.parent/default.read_text().strip()
 
-def read_checkpoint(path)->dict:
+def _why_unreadable(path:Path, e:Exception)->str:
+    "Our one-line reason why torch.load failed on `path`."
+    with open(path, 'rb') as f: head = f.read(4)
+    if (head.startswith(b'PK') or head[:1] == b'\x80') and 'Weights only' in str(e):   # a pickle with arbitrary objects
+        return "it holds Python objects that a safe load refuses to build (load only fer_nb checkpoints you trust)"
+    if head.startswith(b'PK'): return "the file is cut short or corrupt"         # torch's zip format, damaged
+    return "the file is not a PyTorch checkpoint"
+
+def read_checkpoint(path # a .pt file
+                   )->dict:
     "The checkpoint dict at `path` (weights_only), or a one-line `CheckpointError`."
+    if path is None: raise CheckpointError("no checkpoint given")
     path = Path(path)
     if not path.is_file(): raise CheckpointError(f"checkpoint not found: {path}")
     try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:120]})") from None
+    except Exception as e: raise CheckpointError(f"{path}: not a readable checkpoint: {_why_unreadable(path, e)}") from None
     if not isinstance(ck, dict) or ck.get('format') != 'fer_nb/1' or 'state_dict' not in ck:
         raise CheckpointError(f"{path}: not a fer_nb checkpoint (no 'format: fer_nb/1' record)")
     return ck
 
+# %% ../nbs/01_model.ipynb #018dea57
+PRIORS = ('uniform', 'train')
+# class frequencies of FERPlus train under crossentropy (vote) labels, in CLASSES order: measured on the 27,784 train faces
+FERPLUS_TRAIN_PRIOR = (0.08746, 0.00864, 0.02852, 0.27084, 0.13818, 0.12507, 0.34129)
+
+def train_prior(ck:dict)->torch.Tensor:
+    "The class prior a checkpoint was trained under."
+    p = ck.get('train_prior')
+    if p is None and len(ck['classes']) == len(FERPLUS_TRAIN_PRIOR): p = FERPLUS_TRAIN_PRIOR   # older FERPlus checkpoints
+    if p is None: p = [1.0]*len(ck['classes'])
+    p = torch.tensor(p, dtype=torch.float32)
+    return p/p.sum()
+
+def prior_bias(ck:dict, # a checkpoint dict
+               prior:str='uniform' # uniform | train
+              )->torch.Tensor:
+    "What to add to the checkpoint's raw logits so they answer under `prior`."
+    if prior not in PRIORS: raise CheckpointError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+    tau = float((ck.get('config') or {}).get('logit_adjust', 0.0))
+    log_prior = train_prior(ck).log()
+    return -(1 - tau)*log_prior if prior == 'uniform' else tau*log_prior
+
+# %% ../nbs/01_model.ipynb #a2fd4d2b
 def load_checkpoint(path=None, # checkpoint file; None = the shipped model
                     device='cpu', # where to put the model
+                    prior:str='uniform' # class prior its logits answer under: uniform | train
                    )->tuple:
-    "Rebuild the model in a checkpoint: (model in eval mode, checkpoint dict)."
-    ck = read_checkpoint(path or shipped_model_path())
+    "Rebuild the model in a checkpoint: (model in eval mode with the prior applied, checkpoint dict)."
+    path = Path(path) if path is not None else shipped_model_path()
+    ck = read_checkpoint(path)
     a = ck['arch']
     try:
         m = create_model(a['name'], num_classes=a['num_classes'], in_size=a['in_size'], mean=a['mean'], std=a['std'], **a.get('kwargs', {}))
         m.load_state_dict(ck['state_dict'])
     except (DataError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its model ({str(e).splitlines()[0][:120]})") from None
+    m.logit_bias.copy_(prior_bias(ck, prior)); m.prior = prior
     return m.to(device).eval(), ck
 
 # %% ../nbs/01_model.ipynb #5ff128e6
@@ -244,3 +285,68 @@ def predict_logits(model:nn.Module, # a FERNet (or any module taking N×1×H×W 
         out.append(model(x).float().cpu())
     model.train(was)
     return torch.cat(out) if out else torch.zeros(0, getattr(model, 'arch', {}).get('num_classes', len(CLASSES)))
+
+# %% ../nbs/01_model.ipynb #16055cf0
+def default_checkpoint()->Path:
+    "The model used when none is given: $FER_NB_CHECKPOINT, else the shipped model."
+    env = os.environ.get('FER_NB_CHECKPOINT')
+    return Path(env).expanduser() if env else shipped_model_path()
+
+def resolve_model(checkpoint_or_model=None, # path (None: default_checkpoint()), (model, ck) pair, or nn.Module
+                  classes=None, # class names for a bare module (default: 7 or 8 by its output size)
+                  device='cpu',
+                  prior:str|None=None # uniform | train; None: uniform for a path, as given for a loaded model
+                 )->tuple:
+    "(model in eval mode, class names, info dict with name/path/arch/epoch/prior)."
+    x = checkpoint_or_model
+    if x is None or isinstance(x, (str, os.PathLike)):
+        path = Path(x) if x is not None else default_checkpoint()
+        m, ck = load_checkpoint(path, device, prior or 'uniform')
+        x, info = (m, ck), dict(name=path.stem, path=str(path))
+    else: info = {}
+    if isinstance(x, tuple):
+        m, ck = x
+        if prior is not None and hasattr(m, 'logit_bias'): m.logit_bias.copy_(prior_bias(ck, prior)); m.prior = prior
+        info = dict(info or dict(name=ck.get('arch', {}).get('name', 'model')), arch=ck.get('arch', {}).get('name'),
+                    epoch=ck.get('epoch'), best_valid_acc=ck.get('best_valid_acc'))
+        classes = classes or ck['classes']
+    elif isinstance(x, nn.Module):
+        m = x; info = dict(name=getattr(m, 'arch', {}).get('name', type(m).__name__), arch=getattr(m, 'arch', {}).get('name'))
+        classes = classes or class_names(getattr(m, 'arch', {}).get('num_classes', len(CLASSES)))
+    else: raise CheckpointError(f"cannot use a {type(x).__name__}: pass a checkpoint path, (model, checkpoint) or a model")
+    info['prior'] = getattr(m, 'prior', None)
+    return m.to(device).eval(), tuple(classes), info
+
+# %% ../nbs/01_model.ipynb #a2d508f0
+def export_onnx(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck) or a model
+                path, # the .onnx file to write
+                opset:int=17, # ONNX opset
+                classes=None, # class names for a bare model
+                prior:str|None=None # class prior of the exported logits (None: uniform for a path, as loaded for a model)
+               )->Path:
+    "Export to ONNX: input `faces` N×1×48×48 float in [0, 1], output `logits`; dynamic batch; classes in metadata."
+    import onnx
+    model, classes, info = resolve_model(checkpoint_or_model, classes, prior=prior)
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        torch.onnx.export(model, (torch.rand(2, 1, FACE_SIZE, FACE_SIZE),), str(path), dynamo=False, opset_version=opset,
+                          input_names=['faces'], output_names=['logits'],
+                          dynamic_axes={'faces': {0: 'batch'}, 'logits': {0: 'batch'}})
+    m = onnx.load(str(path))
+    for k, v in dict(classes=json.dumps(list(classes)), input='N×1×48×48 float32 gray faces in [0, 1] (uint8/255)',
+                     output='logits N×C (softmax for probabilities)', source=str(info.get('path', info.get('name'))), prior=str(info.get('prior'))).items():
+        e = m.metadata_props.add(); e.key, e.value = k, v
+    onnx.save(m, str(path))
+    return path
+
+def onnx_parity(checkpoint_or_model, # what was exported
+                path, # the .onnx file
+                n:int=16, seed:int=0, prior:str|None=None)->float:
+    "Max abs difference between ONNX Runtime and PyTorch logits on a random batch of n faces."
+    import onnxruntime as ort
+    model, _, _ = resolve_model(checkpoint_or_model, prior=prior)
+    x = torch.randint(0, 256, (n, 1, 48, 48), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8).float()/255
+    sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    with torch.no_grad(): ref = model(x).numpy()
+    return float(np.abs(sess.run(None, {'faces': x.numpy()})[0] - ref).max())

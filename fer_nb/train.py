@@ -3,6 +3,7 @@
 # %% ../nbs/02_train.ipynb #8f1647b9
 from __future__ import annotations
 import csv, json, math, os, platform, socket, sys, time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,10 @@ from .data import DataError, FerError, FaceSet, LABEL_MODES, class_names, ferplu
 from .model import create_model, list_models, predict_logits, save_checkpoint, read_checkpoint, CheckpointError
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'CHOICES', 'POSITIVE', 'NON_NEGATIVE', 'ConfigError', 'load_yaml', 'make_config', 'augment', 'mix',
-           'load_data', 'lr_factor', 'ModelEMA', 'recalibrate_bn', 'train', 'parse_sets', 'add_cli',
-           'make_tiny_ferplus']
+__all__ = ['DEFAULTS', 'CHOICES', 'POSITIVE', 'NON_NEGATIVE', 'CHANCES', 'ConfigError', 'load_yaml', 'make_config', 'degrade',
+           'augment', 'mix', 'load_data', 'lr_factor', 'ModelEMA', 'recalibrate_bn', 'RunState', 'make_optimizer',
+           'class_prior', 'adjusted_loss', 'setup', 'restore', 'train_epoch', 'validate', 'save_epoch', 'train',
+           'parse_sets', 'add_cli']
 
 # %% ../nbs/02_train.ipynb #65ddcf75
 DEFAULTS = dict(
@@ -39,6 +41,7 @@ DEFAULTS = dict(
     schedule='cosine',        # cosine | onecycle | constant
     warmup_epochs=1.0,        # linear warm-up before the schedule
     label_smoothing=0.0,
+    logit_adjust=0.0,         # tau: the loss sees logits + tau*log(train prior), so at 1 the model's own scores are prior-free
     mixup=0.0,                # mixup alpha (0 = off)
     cutmix=0.0,               # cutmix alpha (0 = off)
     mix_prob=0.5,             # chance a batch is mixed when mixup/cutmix is on
@@ -49,6 +52,10 @@ DEFAULTS = dict(
     brightness=0.2,           # random brightness, ± fraction
     contrast=0.2,             # random contrast, ± fraction
     erase=0.5,                # chance of one random-erasing box per image
+    gamma=0.0,                # random gamma, exp(±gamma) (0 = off): lighting that brightness/contrast miss
+    blur=0.0,                 # chance a batch's image is Gaussian-blurred (sigma 0.4 to 1.2 px): soft or out-of-focus faces
+    downscale=0.0,            # chance an image is shrunk to 12 to 32 px and blown back up: small faces in photos
+    jpeg=0.0,                 # chance an image goes through JPEG at quality 15 to 60: compressed uploads
     bn_recal=2048,            # recompute BatchNorm statistics on this many clean train faces before validating (0 = off)
     ema=0.0,                  # EMA decay of the weights (0 = off; e.g. 0.999)
     amp='auto',               # auto | none | bf16 | fp16 (auto: bf16 on CUDA, off on CPU)
@@ -66,7 +73,9 @@ CHOICES = dict(label_mode=LABEL_MODES, optimizer=('sgd', 'adamw'), schedule=('co
                amp=('auto', 'none', 'bf16', 'fp16'), progress=('auto', 'text', 'none'), classes=(7, 8))
 POSITIVE = ('epochs', 'batch_size', 'lr', 'in_size')
 NON_NEGATIVE = ('train_limit', 'valid_limit', 'bn_recal', 'momentum', 'weight_decay', 'warmup_epochs', 'label_smoothing', 'mixup',
-                'cutmix', 'mix_prob', 'shift', 'rotate', 'scale', 'brightness', 'contrast', 'erase', 'ema', 'threads')
+                'cutmix', 'mix_prob', 'shift', 'rotate', 'scale', 'brightness', 'contrast', 'erase', 'ema', 'threads',
+                'logit_adjust', 'gamma', 'blur', 'downscale', 'jpeg')
+CHANCES = ('erase', 'mix_prob', 'blur', 'downscale', 'jpeg')   # probabilities: at most 1
 
 class ConfigError(FerError):
     "A bad training setting; the message is one line."
@@ -113,17 +122,41 @@ def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
         if not cfg[k] > 0: raise ConfigError(f"{k} must be positive, got {cfg[k]!r}")
     for k in NON_NEGATIVE:
         if cfg[k] < 0: raise ConfigError(f"{k} must not be negative, got {cfg[k]!r}")
-    for k in ('ema', 'erase', 'mix_prob', 'label_smoothing'):
-        if cfg[k] >= 1 and not (k in ('erase', 'mix_prob') and cfg[k] == 1): raise ConfigError(f"{k} must be below 1, got {cfg[k]!r}")
+    for k in CHANCES:
+        if cfg[k] > 1: raise ConfigError(f"{k} is a chance and must be at most 1, got {cfg[k]!r}")
+    for k in ('ema', 'label_smoothing'):
+        if cfg[k] >= 1: raise ConfigError(f"{k} must be below 1, got {cfg[k]!r}")
     if cfg['model'] not in list_models(): raise ConfigError(f"unknown model {cfg['model']!r}: use one of {', '.join(list_models())}")
     if not isinstance(cfg['model_kwargs'], dict): raise ConfigError("model_kwargs must be a mapping")
     if not cfg['run'] or '/' in cfg['run']: raise ConfigError(f"run must be a plain name, got {cfg['run']!r}")
     if cfg['init'] is not None and not Path(str(cfg['init'])).is_file(): raise ConfigError(f"init checkpoint not found: {cfg['init']}")
     return cfg
 
+# %% ../nbs/02_train.ipynb #c00fee6d
+def degrade(x:torch.Tensor, # N×1×H×W float in [0, 1]
+            cfg:dict, # gamma, blur, downscale, jpeg
+            g:torch.Generator|None=None # random source (on x's device)
+           )->torch.Tensor:
+    "What a face cut from a real photo goes through: other lighting, blur, a small face blown up, JPEG."
+    from torchvision.transforms.v2 import functional as TF
+    n, (H, W), dev = x.shape[0], x.shape[-2:], x.device
+    r = lambda *s: torch.rand(*s, generator=g, device=dev)
+    pick = lambda p: (r(n) < p).nonzero().flatten()   # the images a degradation hits
+    if cfg['gamma']: x = x.clamp_min(1e-4)**torch.exp((r(n, 1, 1, 1)*2 - 1)*cfg['gamma'])
+    if cfg['blur'] and len(i := pick(cfg['blur'])):
+        x[i] = TF.gaussian_blur(x[i], kernel_size=5, sigma=0.4 + 0.8*r(1).item())
+    if cfg['downscale'] and len(i := pick(cfg['downscale'])):
+        side = int(12 + r(1).item()*20)
+        x[i] = F.interpolate(F.interpolate(x[i], size=(side, side), mode='area'), size=(H, W), mode='bilinear', align_corners=False)
+    if cfg['jpeg'] and len(i := pick(cfg['jpeg'])):
+        q = int(15 + r(1).item()*45)
+        u8 = (x[i]*255).round().to(torch.uint8).cpu()
+        x[i] = TF.jpeg(u8, quality=q).to(dev).float()/255
+    return x.clamp(0, 1)
+
 # %% ../nbs/02_train.ipynb #6661914a
 def augment(x:torch.Tensor, # N×1×H×W float in [0, 1]
-            cfg:dict, # flip, shift, rotate, scale, brightness, contrast, erase
+            cfg:dict, # flip, shift, rotate, scale, brightness, contrast, gamma, blur, downscale, jpeg, erase
             g:torch.Generator|None=None # random source (on x's device)
            )->torch.Tensor:
     "Batched, face-safe augmentation of N gray faces."
@@ -142,6 +175,7 @@ def augment(x:torch.Tensor, # N×1×H×W float in [0, 1]
         c = 1 + (r(n, 1, 1, 1)*2 - 1)*cfg['contrast']
         m = x.mean((2, 3), keepdim=True)
         x = ((x - m)*c + m*b).clamp(0, 1)
+    x = degrade(x, cfg, g)
     if cfg['erase']:
         H, W = x.shape[-2:]
         area = 0.02 + r(n)*0.18; aspect = torch.exp((r(n)*2 - 1)*math.log(3))
@@ -237,8 +271,18 @@ def _dist_setup(cfg:dict)->tuple:
         return rank, world, torch.device(dev)
     return 0, 1, torch.device(dev)
 
-# %% ../nbs/02_train.ipynb #3daf71cf
+# %% ../nbs/02_train.ipynb #67210150
+@dataclass
+class RunState:
+    "Everything the steps of one training run share."
+    cfg:dict; model:nn.Module; ddp_model:nn.Module; opt:torch.optim.Optimizer; scaler:torch.amp.GradScaler
+    ema:ModelEMA|None; device:torch.device; rank:int; world:int; amp_dtype:torch.dtype|None
+    log_prior:torch.Tensor; steps_per_epoch:int; total_steps:int; warmup_steps:int
+    @property
+    def eval_model(self)->nn.Module: return self.ema.module if self.ema is not None else self.model
+
 def _progress(cfg:dict, total:int, desc:str, disable:bool):
+    "A tqdm bar (text under papermill or progress='text'), or None."
     mode = cfg['progress']
     if disable or mode == 'none': return None
     if mode == 'text' or os.environ.get('FER_NB_PAPERMILL'):
@@ -248,8 +292,18 @@ def _progress(cfg:dict, total:int, desc:str, disable:bool):
     return tqdm(total=total, desc=desc)
 
 def _machine(device)->str:
+    "The hardware a run used, for the checkpoint and the card."
     if device.type == 'cuda': return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads ({socket.gethostname()})"
+
+# %% ../nbs/02_train.ipynb #7a110632
+def make_optimizer(model:nn.Module, cfg:dict)->torch.optim.Optimizer:
+    "SGD (Nesterov) or AdamW, with no weight decay on 1-d parameters (biases, norms)."
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [dict(params=decay, weight_decay=cfg['weight_decay']), dict(params=no_decay, weight_decay=0.0)]
+    if cfg['optimizer'] == 'sgd': return torch.optim.SGD(groups, lr=cfg['lr'], momentum=cfg['momentum'], nesterov=cfg['momentum'] > 0)
+    return torch.optim.AdamW(groups, lr=cfg['lr'], betas=(cfg['momentum'], 0.999))
 
 def _init_from(model, cfg):
     "Load `cfg['init']`'s weights into `model`; a fresh optimiser and schedule follow (fine-tuning, not resuming)."
@@ -261,112 +315,166 @@ def _init_from(model, cfg):
     except RuntimeError as e:
         raise ConfigError(f"init checkpoint {cfg['init']} does not fit model {cfg['model']}: {str(e).splitlines()[0]}") from None
 
+# %% ../nbs/02_train.ipynb #b9a7c509
+def class_prior(targets:torch.Tensor # N×C training targets (one-hot or vote distributions)
+               )->torch.Tensor:
+    "Class frequencies of the training targets (sums to 1; no class below 1e-4)."
+    p = targets.float().mean(0).clamp_min(1e-4)
+    return p/p.sum()
+
+def adjusted_loss(logits:torch.Tensor, # N×C raw model outputs
+                  targets:torch.Tensor, # N×C target distributions
+                  log_prior:torch.Tensor, # C log class frequencies of the training set
+                  tau:float=0.0 # 0: plain cross-entropy; 1: fully logit-adjusted
+                 )->torch.Tensor:
+    "Soft-target cross-entropy on `logits + tau*log_prior`."
+    return torch.sum(-targets*F.log_softmax(logits.float() + tau*log_prior, 1), 1).mean()
+
+# %% ../nbs/02_train.ipynb #24ae04b4
+def setup(cfg:dict, # a config from make_config
+          prior:torch.Tensor # C class frequencies of the training targets
+         )->RunState:
+    "The model, optimiser, scaler, EMA and schedule of a run."
+    rank, world, device = _dist_setup(cfg)
+    if cfg['threads']: torch.set_num_threads(cfg['threads'])
+    if cfg['batch_size'] % world: raise ConfigError(f"batch_size {cfg['batch_size']} is not divisible by {world} processes")
+    torch.manual_seed(cfg['seed'])   # same initial weights on every rank and every run
+    model = create_model(cfg['model'], num_classes=len(prior), in_size=cfg['in_size'], **cfg['model_kwargs']).to(device)
+    if cfg['init'] is not None and not cfg['resume']: _init_from(model, cfg)
+    if cfg['channels_last']: model = model.to(memory_format=torch.channels_last)
+    amp = cfg['amp'] if cfg['amp'] != 'auto' else ('bf16' if device.type == 'cuda' else 'none')
+    ddp_model = (nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
+                 if world > 1 else model)
+    return RunState(cfg=cfg, model=model, ddp_model=ddp_model, opt=make_optimizer(model, cfg),
+                    scaler=torch.amp.GradScaler(device.type, enabled=amp == 'fp16'),
+                    ema=ModelEMA(model, cfg['ema']) if cfg['ema'] else None, device=device, rank=rank, world=world,
+                    amp_dtype={'bf16': torch.bfloat16, 'fp16': torch.float16}.get(amp), log_prior=prior.to(device).log(),
+                    steps_per_epoch=0, total_steps=0, warmup_steps=0)
+
+def _schedule(st:RunState, n_train:int):
+    "Steps per epoch, total steps and warm-up steps for `n_train` faces."
+    st.steps_per_epoch = max(1, n_train//st.cfg['batch_size'])
+    st.total_steps = st.cfg['epochs']*st.steps_per_epoch
+    st.warmup_steps = int(st.cfg['warmup_epochs']*st.steps_per_epoch)
+
+# %% ../nbs/02_train.ipynb #beefab10
+def restore(st:RunState, last_path:Path)->tuple:
+    "Load an interrupted run's state into `st`: (start epoch, best valid accuracy, history, seconds so far)."
+    ck = read_checkpoint(last_path)
+    st.model.load_state_dict(ck['state_dict']); st.opt.load_state_dict(ck['optimizer']); st.scaler.load_state_dict(ck['scaler'])
+    if st.ema is not None and 'ema_state_dict' in ck: st.ema.module.load_state_dict(ck['ema_state_dict'])
+    torch.set_rng_state(ck['rng_cpu'])
+    return ck['epoch'], ck['best_valid_acc'], ck['history'], ck['train_seconds']
+
+# %% ../nbs/02_train.ipynb #de152e55
+def train_epoch(st:RunState, xtr:torch.Tensor, ttr:torch.Tensor, epoch:int)->dict:
+    "One pass over the training faces: mean loss, accuracy against the targets' argmax, images/s."
+    cfg, t0 = st.cfg, time.time()
+    torch.manual_seed(cfg['seed']*100_003 + epoch)   # (seed, epoch) decides everything in the epoch
+    g = torch.Generator(device=st.device).manual_seed(cfg['seed']*100_003 + epoch)
+    order = torch.randperm(len(xtr), generator=g, device=st.device)
+    st.ddp_model.train(); seen, loss_sum, correct = 0, 0.0, 0
+    bar = _progress(cfg, st.steps_per_epoch, f"epoch {epoch+1}/{cfg['epochs']}", st.rank != 0)
+    for s in range(st.steps_per_epoch):
+        # learning rate for this step
+        for grp in st.opt.param_groups:
+            grp['lr'] = cfg['lr']*lr_factor(epoch*st.steps_per_epoch + s, st.total_steps, st.warmup_steps, cfg['schedule'])
+        # batch: augment, mix, this rank's share
+        idx = order[s*cfg['batch_size']:(s + 1)*cfg['batch_size']]
+        x, t = mix(augment(xtr[idx].float().div_(255), cfg, g), ttr[idx], cfg, g)
+        x, t = x[st.rank::st.world], t[st.rank::st.world]
+        if cfg['channels_last']: x = x.contiguous(memory_format=torch.channels_last)
+        if cfg['label_smoothing']: t = t*(1 - cfg['label_smoothing']) + cfg['label_smoothing']/t.shape[1]
+        # forward, loss
+        with torch.autocast(st.device.type, dtype=st.amp_dtype, enabled=st.amp_dtype is not None):
+            logits = st.ddp_model(x)
+        loss = adjusted_loss(logits, t, st.log_prior, cfg['logit_adjust'])
+        # backward, step, EMA
+        st.opt.zero_grad(set_to_none=True)
+        st.scaler.scale(loss).backward(); st.scaler.step(st.opt); st.scaler.update()
+        if st.ema is not None: st.ema.update(st.model)
+        seen += len(x); loss_sum += loss.item()*len(x); correct += (logits.argmax(1) == t.argmax(1)).sum().item()
+        if bar is not None:
+            bar.update(); bar.set_postfix(refresh=False, loss=f'{loss_sum/seen:.3f}', acc=f'{correct/seen:.3f}')
+    if bar is not None: bar.close()
+    if st.world > 1:   # epoch metrics over all ranks' shares
+        tot = torch.tensor([loss_sum, float(correct), float(seen)], device=st.device); dist.all_reduce(tot)
+        loss_sum, correct, seen = tot[0].item(), tot[1].item(), int(tot[2].item())
+    secs = time.time() - t0
+    return dict(train_loss=loss_sum/seen, train_acc=correct/seen, images_per_s=seen/secs, train_seconds=secs)
+
+# %% ../nbs/02_train.ipynb #882dc504
+def validate(st:RunState, xva:torch.Tensor, yva:torch.Tensor, recal_faces:torch.Tensor)->dict:
+    "Valid accuracy (train prior) and balanced accuracy (uniform prior) of the evaluated model."
+    cfg, m = st.cfg, st.eval_model
+    if cfg['bn_recal']: recalibrate_bn(m, recal_faces, channels_last=cfg['channels_last'])
+    logits = predict_logits(m, xva, device=st.device, channels_last=cfg['channels_last'])
+    log_prior = st.log_prior.cpu()
+    prior_free = logits - (1 - cfg['logit_adjust'])*log_prior   # the model's scores without the training prior
+    acc = ((prior_free + log_prior).argmax(1) == yva).float().mean().item()
+    pred_u = prior_free.argmax(1)
+    recalls = [(pred_u[yva == k] == k).float().mean().item() for k in range(len(log_prior)) if (yva == k).any()]
+    return dict(valid_acc=acc, valid_bal_acc=float(np.mean(recalls)))
+
+# %% ../nbs/02_train.ipynb #091e9e79
+def save_epoch(st:RunState, ck_dir:Path, log_dir:Path, row:dict, best_acc:float, history:list, classes, prior, writer)->bool:
+    "Write best.pt (when improved), last.pt, TensorBoard scalars and history.csv; True when valid improved."
+    cfg, epoch = st.cfg, row['epoch']
+    improved = row['valid_acc'] > best_acc
+    meta = dict(config=cfg, epoch=epoch, best_valid_acc=max(best_acc, row['valid_acc']), history=history,
+                train_seconds=row['seconds'], machine=_machine(st.device), train_prior=[float(p) for p in prior],
+                metrics=dict(valid_acc=row['valid_acc'], valid_bal_acc=row['valid_bal_acc'], epoch=epoch))
+    if improved: save_checkpoint(ck_dir/'best.pt', st.eval_model, classes, **meta)
+    save_checkpoint(ck_dir/'last.pt', st.model, classes, optimizer=st.opt.state_dict(), scaler=st.scaler.state_dict(),
+                    rng_cpu=torch.get_rng_state(), **({'ema_state_dict': st.ema.module.state_dict()} if st.ema else {}), **meta)
+    for k in ('train_loss', 'train_acc', 'valid_acc', 'valid_bal_acc', 'lr', 'images_per_s'): writer.add_scalar(k, row[k], epoch)
+    writer.flush()
+    fresh = epoch == 1 or not (log_dir/'history.csv').exists()
+    with open(log_dir/'history.csv', 'w' if fresh else 'a', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if fresh: w.writeheader()
+        w.writerow(row)
+    return improved
+
+# %% ../nbs/02_train.ipynb #2405377e
 def train(cfg:dict|None=None, # a config from make_config (or a dict of overrides)
           data:tuple|None=None, # preloaded load_data(cfg) output, to skip loading
           stop_after:int|None=None # stop after this many epochs, as if killed (for resume tests)
          )->dict:
     "Train a model; returns the run's summary (paths, best valid accuracy, time)."
     cfg = make_config(**(cfg or {}))
-    rank, world, device = _dist_setup(cfg)
-    if cfg['threads']: torch.set_num_threads(cfg['threads'])
-    if cfg['batch_size'] % world: raise ConfigError(f"batch_size {cfg['batch_size']} is not divisible by {world} processes")
     ck_dir, log_dir = Path(cfg['out_dir'])/cfg['run'], Path(cfg['log_dir'])/cfg['run']
-    last_path = ck_dir/'last.pt'
-    if cfg['resume'] and not last_path.exists(): raise ConfigError(f"resume=True but {last_path} does not exist")
-
+    if cfg['resume'] and not (ck_dir/'last.pt').exists(): raise ConfigError(f"resume=True but {ck_dir/'last.pt'} does not exist")
+    # data, model, optimiser
     xtr, ttr, xva, yva, classes = data if data is not None else load_data(cfg)
-    xtr, ttr = xtr.to(device), ttr.to(device)
-    torch.manual_seed(cfg['seed'])   # same initial weights on every rank and every run
-    model = create_model(cfg['model'], num_classes=len(classes), in_size=cfg['in_size'], **cfg['model_kwargs']).to(device)
-    if cfg['init'] is not None and not cfg['resume']: _init_from(model, cfg)
-    if cfg['channels_last']: model = model.to(memory_format=torch.channels_last)
-    decay, no_decay = [], []
-    for n_, p in model.named_parameters(): (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [dict(params=decay, weight_decay=cfg['weight_decay']), dict(params=no_decay, weight_decay=0.0)]
-    opt = (torch.optim.SGD(groups, lr=cfg['lr'], momentum=cfg['momentum'], nesterov=cfg['momentum'] > 0) if cfg['optimizer'] == 'sgd'
-           else torch.optim.AdamW(groups, lr=cfg['lr'], betas=(cfg['momentum'], 0.999)))
-    amp = cfg['amp']
-    if amp == 'auto': amp = 'bf16' if device.type == 'cuda' else 'none'
-    amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(amp)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == 'fp16')
-    ema = ModelEMA(model, cfg['ema']) if cfg['ema'] else None
-
-    per_rank = cfg['batch_size']//world
-    steps_per_epoch = max(1, len(xtr)//cfg['batch_size'])
-    total, warmup = cfg['epochs']*steps_per_epoch, int(cfg['warmup_epochs']*steps_per_epoch)
-    start_epoch, best_acc, history, elapsed = 0, -1.0, [], 0.0
-    if cfg['resume']:
-        ck = read_checkpoint(last_path)
-        model.load_state_dict(ck['state_dict']); opt.load_state_dict(ck['optimizer']); scaler.load_state_dict(ck['scaler'])
-        if ema is not None and 'ema_state_dict' in ck: ema.module.load_state_dict(ck['ema_state_dict'])
-        start_epoch, best_acc, history, elapsed = ck['epoch'], ck['best_valid_acc'], ck['history'], ck['train_seconds']
-        torch.set_rng_state(ck['rng_cpu'])
-    ddp_model = (nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
-                 if world > 1 else model)
+    prior = class_prior(ttr)
+    st = setup(cfg, prior); _schedule(st, len(xtr))
+    xtr, ttr = xtr.to(st.device), ttr.to(st.device)
+    recal_faces = xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg['seed']))[:cfg['bn_recal']].to(st.device)]
+    # restore an interrupted run
+    start, best_acc, history, elapsed = restore(st, ck_dir/'last.pt') if cfg['resume'] else (0, -1.0, [], 0.0)
     writer = None
-    if rank == 0:
-        log_dir.mkdir(parents=True, exist_ok=True)
+    if st.rank == 0:
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(log_dir))
-    eval_model = lambda: ema.module if ema is not None else model
-    recal_idx = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg['seed']))[:cfg['bn_recal']].to(device)
-
-    for epoch in range(start_epoch, cfg['epochs'] if stop_after is None else min(cfg['epochs'], stop_after)):
+        log_dir.mkdir(parents=True, exist_ok=True); writer = SummaryWriter(str(log_dir))
+    for epoch in range(start, cfg['epochs'] if stop_after is None else min(cfg['epochs'], stop_after)):
         t0 = time.time()
-        torch.manual_seed(cfg['seed']*100_003 + epoch)   # (seed, epoch) decides everything in the epoch
-        g = torch.Generator(device=device).manual_seed(cfg['seed']*100_003 + epoch)
-        order = torch.randperm(len(xtr), generator=g, device=device)
-        ddp_model.train(); seen, loss_sum, correct = 0, 0.0, 0
-        bar = _progress(cfg, steps_per_epoch, f"epoch {epoch+1}/{cfg['epochs']}", rank != 0)
-        for s in range(steps_per_epoch):
-            step = epoch*steps_per_epoch + s
-            for grp in opt.param_groups: grp['lr'] = cfg['lr']*lr_factor(step, total, warmup, cfg['schedule'])
-            idx = order[s*cfg['batch_size']:(s + 1)*cfg['batch_size']]
-            x = xtr[idx].float().div_(255); t = ttr[idx]
-            x = augment(x, cfg, g); x, t = mix(x, t, cfg, g)
-            x, t = x[rank::world], t[rank::world]   # this rank's share of the global batch
-            if cfg['channels_last']: x = x.contiguous(memory_format=torch.channels_last)
-            if cfg['label_smoothing']: t = t*(1 - cfg['label_smoothing']) + cfg['label_smoothing']/t.shape[1]
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = ddp_model(x)
-            loss = torch.sum(-t*F.log_softmax(logits.float(), 1), 1).mean()
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
-            if ema is not None: ema.update(model)
-            seen += len(x); loss_sum += loss.item()*len(x); correct += (logits.argmax(1) == t.argmax(1)).sum().item()
-            if bar is not None:
-                bar.update(); bar.set_postfix(refresh=False, loss=f'{loss_sum/seen:.3f}', acc=f'{correct/seen:.3f}', img_s=f'{seen*world/(time.time()-t0):.0f}')
-        if bar is not None: bar.close()
-        if world > 1:   # epoch metrics over all ranks' shares
-            tot = torch.tensor([loss_sum, float(correct), float(seen)], device=device); dist.all_reduce(tot)
-            loss_sum, correct, seen = tot[0].item(), tot[1].item(), int(tot[2].item())
-        train_time = time.time() - t0
-        if cfg['bn_recal']: recalibrate_bn(eval_model(), xtr[recal_idx], channels_last=cfg['channels_last'])
-        val_acc = (predict_logits(eval_model(), xva, device=device, channels_last=cfg['channels_last']).argmax(1) == yva).float().mean().item()
+        fit = train_epoch(st, xtr, ttr, epoch)        # one epoch of batches
+        val = validate(st, xva, yva, recal_faces)     # precise BN, then valid
         elapsed += time.time() - t0
-        row = dict(epoch=epoch + 1, train_loss=loss_sum/seen, train_acc=correct/seen, valid_acc=val_acc,
-                   lr=opt.param_groups[0]['lr'], images_per_s=seen/train_time, seconds=elapsed)
+        row = dict(epoch=epoch + 1, train_loss=fit['train_loss'], train_acc=fit['train_acc'], **val,
+                   lr=st.opt.param_groups[0]['lr'], images_per_s=fit['images_per_s'], seconds=elapsed)
         history.append(row)
-        if rank == 0:
-            improved = val_acc > best_acc; best_acc = max(best_acc, val_acc)
-            meta = dict(config=cfg, epoch=epoch + 1, best_valid_acc=best_acc, history=history, train_seconds=elapsed,
-                        machine=_machine(device), metrics=dict(valid_acc=val_acc, epoch=epoch + 1))
-            if improved: save_checkpoint(ck_dir/'best.pt', eval_model(), classes, **meta)
-            save_checkpoint(last_path, model, classes, optimizer=opt.state_dict(), scaler=scaler.state_dict(),
-                            rng_cpu=torch.get_rng_state(), **({'ema_state_dict': ema.module.state_dict()} if ema else {}), **meta)
-            for k in ('train_loss', 'train_acc', 'valid_acc', 'lr', 'images_per_s'): writer.add_scalar(k, row[k], epoch + 1)
-            writer.flush()
-            fresh = epoch == 0 or not (log_dir/'history.csv').exists()
-            with open(log_dir/'history.csv', 'w' if fresh else 'a', newline='') as f:
-                w = csv.DictWriter(f, fieldnames=list(row))
-                if fresh: w.writeheader()
-                w.writerow(row)
+        if st.rank == 0:                               # checkpoints and logs
+            improved = save_epoch(st, ck_dir, log_dir, row, best_acc, history, classes, prior, writer)
+            best_acc = max(best_acc, row['valid_acc'])
             print(f"epoch {epoch+1}/{cfg['epochs']}  loss {row['train_loss']:.4f}  train acc {row['train_acc']:.4f}  "
-                  f"valid acc {val_acc:.4f}{' *' if improved else ''}  {row['images_per_s']:.0f} img/s  {train_time:.0f}s", flush=True)
+                  f"valid acc {row['valid_acc']:.4f}{' *' if improved else ''}  balanced {row['valid_bal_acc']:.4f}  "
+                  f"{row['images_per_s']:.0f} img/s  {fit['train_seconds']:.0f}s", flush=True)
     if writer is not None: writer.close()
-    checksum = float(sum(p.detach().double().sum() for p in model.parameters()))   # equal on every DDP rank
-    return dict(run=cfg['run'], best=str(ck_dir/'best.pt'), last=str(last_path), best_valid_acc=best_acc, history=history,
-                train_seconds=elapsed, rank=rank, world=world, param_checksum=checksum)
+    checksum = float(sum(p.detach().double().sum() for p in st.model.parameters()))   # equal on every DDP rank
+    return dict(run=cfg['run'], best=str(ck_dir/'best.pt'), last=str(ck_dir/'last.pt'), best_valid_acc=best_acc, history=history,
+                train_seconds=elapsed, rank=st.rank, world=st.world, param_checksum=checksum)
 
 # %% ../nbs/02_train.ipynb #198aa22f
 def parse_sets(pairs:list)->dict:
@@ -391,19 +499,3 @@ def add_cli(sub):
     p.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting (repeatable)')
     p.add_argument('--resume', action='store_true', help='continue from <out_dir>/<run>/last.pt')
     p.set_defaults(func=_train_cmd)
-
-# %% ../nbs/02_train.ipynb #a929b3d3
-def make_tiny_ferplus(root, n:int=256, seed:int=0)->Path:
-    "A synthetic FERPlus tree (train/valid/test) whose classes are learnable bright/dark patterns; for tests."
-    from PIL import Image
-    rng = np.random.default_rng(seed); root = Path(root)
-    votes_for = [[0, 0, 0, 0, 10, 0, 0, 0, 0, 0], [0, 10, 0, 0, 0, 0, 0, 0, 0, 0], [10, 0, 0, 0, 0, 0, 0, 0, 0, 0]]
-    for split, m in [('FER2013Train', n), ('FER2013Valid', n//4), ('FER2013Test', n//4)]:
-        d = root/split; d.mkdir(parents=True, exist_ok=True)
-        with open(d/'label.csv', 'w') as f:
-            for i in range(m):
-                k = i % 3
-                img = rng.integers(0, 60, (48, 48)).astype(np.uint8) + np.uint8(90*k)
-                Image.fromarray(img).save(d/f'fer{i:07d}.png')
-                f.write(f'fer{i:07d}.png,"(0, 0, 48, 48)",' + ','.join(map(str, votes_for[k])) + '\n')
-    return root

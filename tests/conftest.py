@@ -8,7 +8,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope='session')
 def tiny_ferplus(tmp_path_factory):
     "A synthetic FERPlus tree (train/valid/test) with learnable classes."
-    from fer_nb.train import make_tiny_ferplus
+    from fer_nb.synthetic import make_tiny_ferplus
     return make_tiny_ferplus(tmp_path_factory.mktemp('tiny_ferplus'), n=192)
 
 @pytest.fixture

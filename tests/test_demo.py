@@ -10,6 +10,7 @@ from PIL import Image
 from fer_nb.data import CLASSES, DataError, ferplus_dir
 from fer_nb.demo import Face, Predictor, classify_uploads, make_demo_widget, sample_path, voila_command
 from fer_nb.model import CheckpointError, create_model, predict_logits, save_checkpoint, shipped_model_path
+from fer_nb.synthetic import png_bytes, upload, write_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)   # tiny batches; the test machine's cores are shared with other jobs
@@ -35,8 +36,6 @@ def cli(*args, timeout=300):
     "Run `python -m fer_nb.cli ARGS` in a subprocess."
     return subprocess.run([sys.executable, '-m', 'fer_nb.cli', *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
-def png_bytes(im):
-    b = io.BytesIO(); im.save(b, 'PNG'); return b.getvalue()
 
 # ---------------------------------------------------------------- real photo, real model
 @needs_model
@@ -96,7 +95,7 @@ def test_big_photo_is_shrunk_before_detection(untrained):
     det = p.detector
     p.detector = lambda rgb: seen.append(rgb.shape) or det(rgb)
     faces = p.predict(big)
-    assert seen == [(640, 640, 3)]
+    assert seen == [(512, 512, 3)]                              # DETECT_SIDE
     assert len(faces) == 1 and 8*150 < faces[0].box[0] + faces[0].box[2]/2 < 8*300   # box in the big photo's pixels
 
 # ---------------------------------------------------------------- face crops need no detector
@@ -143,6 +142,15 @@ def test_bad_input_cli(kind, untrained, tmp_path):
     assert len(lines) == 1 and lines[0].startswith('fer-nb: error:') and msg in lines[0], r.stderr
     assert 'Traceback' not in r.stderr and r.stdout == ''
 
+def test_tiny_image_has_no_face(untrained, tmp_path):
+    p = Predictor.load(untrained)
+    assert p.predict(np.zeros((1, 1, 3), np.uint8)) == []
+    with pytest.raises(DataError, match='too small to hold a face') as e: p.predict(np.zeros((1, 1, 3), np.uint8), detect='never')
+    assert '\n' not in str(e.value)
+    Image.new('RGB', (1, 1)).save(tmp_path/'dot.png')
+    r = cli('predict', tmp_path/'dot.png', '--checkpoint', untrained)
+    assert r.returncode == 0 and 'no face found' in r.stdout, (r.stdout, r.stderr)
+
 def test_bad_checkpoint_and_detector(tmp_path):
     r = cli('predict', sample_path(), '--checkpoint', tmp_path/'nope.pt')
     assert r.returncode == 2 and 'checkpoint not found' in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -150,10 +158,6 @@ def test_bad_checkpoint_and_detector(tmp_path):
     assert r.returncode == 2 and 'invalid choice' in r.stderr    # argparse
 
 # ---------------------------------------------------------------- the widget callback
-def upload(name, content):
-    return dict(name=name, type='image/png', size=len(content), content=memoryview(content),
-                last_modified=datetime.datetime.now(datetime.timezone.utc))
-
 def test_widget_callback(untrained, tmp_path):
     p = Predictor.load(untrained)
     good = sample_path().read_bytes()
@@ -165,7 +169,7 @@ def test_widget_callback(untrained, tmp_path):
     assert 'empty.png: empty file' in parts[2] and 'notes.txt: not an image' in parts[3]
     assert not any('Traceback' in x for x in parts)
     w = make_demo_widget(p)
-    up, out = w.children
+    up, out = w.upload, w.output
     assert up.accept == 'image/*' and up.multiple
     up.value = (upload('astronaut.png', good),)
     assert 'fer-label' in out.outputs[0]['data']['text/html'] and up.value == ()
@@ -176,17 +180,6 @@ def test_widget_says_happiness():
     assert '<span class="fer-label">happiness</span>' in parts[0]
 
 # ---------------------------------------------------------------- video
-def write_clip(path, frames=8, size=(320, 240)):
-    import cv2
-    head = np.asarray(Image.open(sample_path()).convert('RGB').crop((120, 10, 330, 220)).resize((160, 160)))[..., ::-1]
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 8, size)
-    for i in range(frames):
-        fr = np.full((size[1], size[0], 3), 100, np.uint8)
-        if i < frames - 2: fr[40:200, 20 + 20*i:180 + 20*i] = head
-        vw.write(fr)
-    vw.release()
-    return path
-
 def test_video_round_trip(untrained, tmp_path):
     import cv2, pandas as pd
     clip = write_clip(tmp_path/'in.mp4')
@@ -199,14 +192,15 @@ def test_video_round_trip(untrained, tmp_path):
     assert n == 8 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 320
     t = pd.read_csv(tmp_path/'faces.csv')
     assert t.frame.tolist() == list(range(6))                   # one face in each of the first 6 frames
-    assert list(t.columns[:9]) == ['frame', 'time_s', 'face', 'x', 'y', 'w', 'h', 'label', 'confidence'] and set(CLASSES) <= set(t.columns)
+    assert list(t.columns[:10]) == ['frame', 'time_s', 'face', 'track', 'x', 'y', 'w', 'h', 'label', 'confidence'] and set(CLASSES) <= set(t.columns)
+    assert t.track.nunique() == 1                               # one face moving across: one track
     r = cli('video', tmp_path/'missing.mp4', '--checkpoint', untrained)
     assert r.returncode == 2 and 'video file not found' in r.stderr
 
 # ---------------------------------------------------------------- serve
 def test_serve_command():
     cmd = voila_command(8899)
-    assert cmd[1:3] == ['-m', 'voila'] and cmd[3].endswith('nbs/04_demo.ipynb') and Path(cmd[3]).is_file()
+    assert cmd[1:3] == ['-m', 'voila'] and cmd[3].endswith('nbs/05_demo.ipynb') and Path(cmd[3]).is_file()
     assert '--port=8899' in cmd and '--no-browser' in cmd
     r = cli('serve', '--help')
     assert r.returncode == 0 and '--port' in r.stdout

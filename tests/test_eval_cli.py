@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from fer_nb.model import create_model, save_checkpoint
-from fer_nb.train import make_tiny_ferplus
+from fer_nb.synthetic import make_folder_set, make_tiny_ferplus
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, '-m', 'fer_nb.cli']
@@ -18,10 +18,7 @@ def tiny(tmp_path_factory):
     "A tiny FERPlus tree, a class-folder set (contempt, no neutral), a fer_nb checkpoint and broken ones."
     d = tmp_path_factory.mktemp('eval')
     make_tiny_ferplus(d/'ferplus', n=48)
-    rng = np.random.default_rng(0)
-    for folder in ('happy', 'angry', 'contempt'):
-        (d/'folders'/folder).mkdir(parents=True)
-        for i in range(3): Image.fromarray(rng.integers(0, 255, (60, 60), dtype=np.uint8)).save(d/'folders'/folder/f'{i}.png')
+    make_folder_set(d/'folders', per_class=3, size=60)
     torch.manual_seed(0)
     save_checkpoint(d/'tiny.pt', create_model('mobile_fer'), epoch=0)
     (d/'garbage.pt').write_bytes(b'not a checkpoint')
@@ -91,10 +88,25 @@ def test_bad_dataset(tiny, capsys, monkeypatch, data, extra, msg):
     code, out, err = main_in_process(tiny, capsys, monkeypatch, 'eval', '--checkpoint', tiny/'tiny.pt', '--data', tiny/data, *extra)
     assert code == 2 and len(err.strip().splitlines()) == 1 and msg in err, err
 
-@pytest.mark.skipif((ROOT/'models'/'DEFAULT').exists(), reason='a shipped model exists')
-def test_no_shipped_model(tiny, capsys, monkeypatch):
-    code, _, err = main_in_process(tiny, capsys, monkeypatch, 'eval', '--data', tiny/'ferplus')
-    assert code == 2 and 'no shipped model' in err and len(err.strip().splitlines()) == 1
+def test_no_shipped_model(tiny, tmp_path):
+    "fer_nb without models/ (a copy of the package alone, run outside any checkout): one line, exit 2."
+    import shutil
+    shutil.copytree(ROOT/'fer_nb', tmp_path/'pkg'/'fer_nb')
+    env = dict(os.environ, PYTHONPATH=str(tmp_path/'pkg'), FER_NB_CACHE=str(tmp_path/'cache'))
+    env.pop('FER_NB_CHECKPOINT', None)
+    r = subprocess.run(CLI + ['eval', '--data', str(tiny/'ferplus')], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 2 and 'no shipped model' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+def test_eval_and_export_honour_FER_NB_CHECKPOINT(tiny):
+    "One rule for every command: $FER_NB_CHECKPOINT names the model when --checkpoint does not."
+    env = dict(os.environ, FER_NB_CACHE=str(tiny/'cache'), OMP_NUM_THREADS='1', FER_NB_CHECKPOINT=str(tiny/'tiny.pt'))
+    r = subprocess.run(CLI + ['eval', '--data', str(tiny/'ferplus'), '--json'], capture_output=True, text=True, env=env, cwd=tiny, timeout=300)
+    assert r.returncode == 0 and json.loads(r.stdout)['checkpoint'] == 'tiny', r.stderr
+    r = subprocess.run(CLI + ['export', '--onnx', str(tiny/'env.onnx')], capture_output=True, text=True, env=env, cwd=tiny, timeout=300)
+    assert r.returncode == 0, r.stderr
+    import onnx
+    meta = {p.key: p.value for p in onnx.load(str(tiny/'env.onnx')).metadata_props}
+    assert meta['source'].endswith('tiny.pt') and meta['prior'] == 'uniform'
 
 def test_export_onnx_parity(tiny):
     out = tiny/'onnx'/'tiny.onnx'
@@ -136,6 +148,9 @@ def test_papermill_notebook(tiny, tmp_path):
     for t in ('none', 'flip'):
         for f in ('confusion', 'per_class', 'mistakes'): assert (out/f'model_{t}_{f}.png').exists()
     metrics = json.loads((out/'model_metrics.json').read_text())
-    assert [m['tta'] for m in metrics] == ['none', 'flip'] and metrics[0]['n_images'] == 8
+    # FERPlus: the benchmark prior (train), with and without TTA, then the uniform prior (balanced accuracy)
+    assert [(m['tta'], m['prior']) for m in metrics] == [('none', 'train'), ('flip', 'train'), ('none', 'uniform')]
+    assert metrics[0]['n_images'] == 8 and 0 <= metrics[2]['balanced_accuracy'] <= 1
     card = json.loads(ck.with_suffix('.json').read_text())
-    assert set(card['evaluations']) == {'ferplus/test[n=8]', 'ferplus/test[n=8]+flip'} and card['model']['name'] == 'mobile_fer'
+    assert set(card['evaluations']) == {'ferplus/test[n=8]', 'ferplus/test[n=8]+flip', 'ferplus/test[n=8]@uniform'}
+    assert card['model']['name'] == 'mobile_fer'

@@ -38,3 +38,14 @@ def test_parameters_cell(nb):
     names = {t.id for n in ast.parse(params[0].source).body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
     clashes = {n for c in cells if c.cell_type == 'code' and c is not params[0] for n in _defined_names(c.source) & names}
     assert not clashes, f"{nb.name}: parameter(s) {sorted(clashes)} are redefined by a def/class/import"
+
+NUMBERED = [nb for nb in NOTEBOOKS if nb.name[:2].isdigit()]
+
+@pytest.mark.parametrize('nb', NUMBERED, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(nb):
+    "`papermill --help-notebook` lists every name the parameters cell assigns (a line it cannot parse drops the rest silently)."
+    import ast, nbformat, papermill
+    cell, = [c for c in nbformat.read(str(nb), as_version=4).cells if 'parameters' in c.metadata.get('tags', [])]
+    names = [t.id for n in ast.parse(cell.source).body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+    assert names, f"{nb.name}: the parameters cell assigns nothing"
+    assert list(papermill.inspect_notebook(str(nb))) == names

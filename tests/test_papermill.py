@@ -27,12 +27,21 @@ def test_cli_notebook_runs_a_command(tmp_path, env):
     from fer_nb.model import shipped_model_path, CheckpointError
     try: shipped_model_path()
     except CheckpointError: pytest.skip('no shipped model in models/')
-    nb = _papermill('05_cli', tmp_path/'cli.ipynb', env, ('command', f'predict {ROOT/"samples"/"astronaut.png"} --json'))
+    nb = _papermill('06_cli', tmp_path/'cli.ipynb', env, ('command', f'predict {ROOT/"samples"/"astronaut.png"} --json'))
     text = _text(nb)
     printed, _ = json.JSONDecoder().raw_decode(text[text.index('[\n'):])   # the command's JSON, kept in the notebook
     assert printed[0]['faces'][0]['label'] == 'happiness', printed
 
 def test_cli_notebook_fails_when_the_command_fails(tmp_path, env):
-    r = subprocess.run([str(BIN/'papermill'), 'nbs/05_cli.ipynb', str(tmp_path/'cli.ipynb'), '-k', 'python3',
+    r = subprocess.run([str(BIN/'papermill'), 'nbs/06_cli.ipynb', str(tmp_path/'cli.ipynb'), '-k', 'python3',
                         '-p', 'command', f'predict {tmp_path/"missing.png"}'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode != 0 and 'exited with 2' in r.stderr
+
+def test_faces_notebook(tmp_path, env):
+    "The face-step notebook re-runs headlessly; the FERPlus framing measured again where FERPlus exists, a printed skip where not."
+    nb = _papermill('04_faces', tmp_path/'faces.ipynb', env, ('n_frame_faces', 2000), ('frame_side', 192))
+    assert 'yunet' in _text(nb)
+
+def test_synthetic_notebook(tmp_path, env):
+    nb = _papermill('07_synthetic', tmp_path/'synthetic.ipynb', env, ('seed', 1))
+    assert nb.cells[-1].cell_type == 'code'

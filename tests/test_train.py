@@ -49,3 +49,30 @@ def test_ddp_two_gloo_processes_match_single(tmp_path, env, tiny_ferplus):
     assert rank0['param_checksum'] != single['param_checksum']          # (per-rank batch norm makes it differ from 1 process)
     w_ddp, w_single, w_other = (_weights(tmp_path/'ck'/r/'last.pt') for r in ('ddp', 'single', 'other'))
     assert (w_ddp - w_single).norm() < 0.25*(w_other - w_single).norm()
+
+def test_papermill_given_values_win_over_the_recipe(tmp_path, env, tiny_ferplus):
+    """Issue 12: a value given with -p wins over config_file's recipe even when it equals DEFAULTS, and the
+    recipe wins over DEFAULTS. Before the fix, lr 0.1 and label_mode crossentropy (both DEFAULTS) were dropped."""
+    recipe = tmp_path/'recipe.yaml'
+    recipe.write_text('model: mobile_fer\nepochs: 1\nlr: 0.05\nbatch_size: 32\nlabel_mode: majority\nthreads: 1\n'
+                      'progress: none\ntrain_limit: 96\nvalid_limit: 24\nshift: 0.05\n')
+    r = subprocess.run([str(BIN/'papermill'), 'nbs/02_train.ipynb', str(tmp_path/'train.ipynb'), '-k', 'python3',
+                        '-p', 'config_file', str(recipe), '-p', 'run', 'given',
+                        '-p', 'lr', '0.1', '-p', 'label_mode', 'crossentropy', '-p', 'train_limit', '0',
+                        '-p', 'out_dir', str(tmp_path/'ck'), '-p', 'log_dir', str(tmp_path/'logs')],
+                       cwd=ROOT, env=dict(env, FERPLUS_DIR=str(tiny_ferplus)), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = torch.load(tmp_path/'ck'/'given'/'last.pt', weights_only=True)['config']
+    # given with -p (each equal to DEFAULTS) beats the recipe
+    assert (cfg['lr'], cfg['label_mode'], cfg['train_limit']) == (0.1, 'crossentropy', 0)
+    # the recipe beats DEFAULTS
+    assert (cfg['model'], cfg['epochs'], cfg['batch_size'], cfg['valid_limit'], cfg['shift']) == ('mobile_fer', 1, 32, 24, 0.05)
+    # neither: DEFAULTS
+    assert (cfg['flip'], cfg['rotate'], cfg['logit_adjust']) == (True, 10.0, 0.0)
+
+def test_papermill_misspelt_parameter_stops_the_run(tmp_path, env, tiny_ferplus):
+    r = subprocess.run([str(BIN/'papermill'), 'nbs/02_train.ipynb', str(tmp_path/'train.ipynb'), '-k', 'python3',
+                        '-p', 'epoch', '3', '-p', 'out_dir', str(tmp_path/'ck')],
+                       cwd=ROOT, env=dict(env, FERPLUS_DIR=str(tiny_ferplus)), capture_output=True, text=True, timeout=900)
+    assert r.returncode != 0 and "'epoch'" in r.stderr
+    assert not (tmp_path/'ck').exists()   # stopped before any training
