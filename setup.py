@@ -1,6 +1,9 @@
 # Reads settings.ini, as nbdev's own template does (nbdev_new cannot download its template here).
 from configparser import ConfigParser
-import setuptools, shlex
+from pathlib import Path
+import setuptools, shlex, shutil
+from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
@@ -23,7 +26,44 @@ min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 
+# The files fer_nb finds with `fer_nb.data.find_file` (models, samples, the app page). The top-level folders stay
+# the only committed copy: the wheel gets them under fer_nb/_bundle/ at build time, the sdist at their own paths.
+HERE = Path(__file__).resolve().parent
+BUNDLE = 'fer_nb/_bundle'
+
+def bundle_files()->list:
+    "Paths (relative to the project root) that a wheel carries: the model models/DEFAULT names and its card, YuNet, the sample, the app page."
+    model = (HERE/'models'/'DEFAULT').read_text().strip()
+    files = ['models/DEFAULT', f'models/{model}', f'models/{Path(model).with_suffix(".json")}',
+             'models/yunet/yunet_n_640_640.onnx', 'models/yunet/LICENSE', 'models/yunet/README.md',
+             'samples/astronaut.png', 'samples/README.md', 'nbs/app.ipynb']
+    missing = [f for f in files if not (HERE/f).is_file()]
+    if missing: raise FileNotFoundError(f"files the wheel must carry are missing: {missing}")
+    return files
+
+class BuildPyWithBundle(build_py):
+    "build_py that also copies `bundle_files()` into <build_lib>/fer_nb/_bundle/ (never into the source tree)."
+    def run(self):
+        super().run()
+        if self.editable_mode: return          # an editable install finds them in the checkout itself
+        dest = Path(self.build_lib)/BUNDLE
+        shutil.rmtree(dest, ignore_errors=True)  # nothing stale from an earlier build (another DEFAULT)
+        for f in bundle_files():
+            (dest/f).parent.mkdir(parents=True, exist_ok=True)
+            self.copy_file(str(HERE/f), str(dest/f), preserve_mode=False)
+
+    def get_outputs(self, include_bytecode=True):
+        outs = super().get_outputs(include_bytecode)
+        if self.editable_mode: return outs
+        return outs + [str(Path(self.build_lib)/BUNDLE/f) for f in bundle_files()]
+
+class SdistWithBundle(sdist):
+    "sdist that also carries the shipped model models/DEFAULT names (MANIFEST.in lists the fixed files)."
+    def make_release_tree(self, base_dir, files):
+        super().make_release_tree(base_dir, sorted(set(files) | set(bundle_files())))
+
 setuptools.setup(
+    cmdclass = {'build_py': BuildPyWithBundle, 'sdist': SdistWithBundle},
     name = cfg['lib_name'],
     license = lic[0],
     classifiers = [

@@ -49,9 +49,10 @@ def project_root()->Path|None:
 
 def find_file(*parts:str # a path inside the project, e.g. 'models', 'DEFAULT'
              )->Path|None:
-    "The one way to find a bundled file (models, samples, notebooks): the checkout we are in, else the one fer_nb was imported from."
-    package_root = Path(__file__).resolve().parent.parent if '__file__' in globals() else None
-    for root in (project_root(), package_root):
+    "The one way to find a bundled file (models, samples, notebooks): the checkout we are in, the one fer_nb was imported from, else the files an installed wheel carries (`fer_nb/_bundle/`)."
+    here = Path(__file__).resolve().parent if '__file__' in globals() else None
+    package_root, bundle = (here.parent, here/'_bundle') if here else (None, None)
+    for root in (project_root(), package_root, bundle):
         if root is not None and root.joinpath(*parts).exists(): return root.joinpath(*parts)
     return None
 

@@ -2,22 +2,24 @@
 
 # %% ../nbs/05_demo.ipynb #cf7b3566
 from __future__ import annotations
-import base64, csv, html, io, json, os, subprocess, sys, time, warnings
+import base64, csv, glob, html, io, json, os, subprocess, sys, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .data import CLASSES, DataError, FerError, face_crop, find_file, load_image, to_gray
+from .data import CLASSES, IMAGE_EXTS, DataError, FerError, face_crop, find_file, load_image, to_gray
 from .faces import DETECT_SIDE, DETECTORS, MIN_FACE_SIDE, as_detector, find_faces, load_photo, make_detector, shrink
 from .model import PRIORS, CheckpointError, atomic_write, default_checkpoint, export_onnx, load_checkpoint, predict_logits, resolve_model
 
 # %% auto #0
 __all__ = ['RUNTIMES', 'COLORS', 'sample_path', 'Face', 'onnx_session', 'Predictor', 'annotate', 'plot_probs', 'box_iou',
-           'FaceTracker', 'process_video', 'face_table', 'demo_notebook', 'voila_command', 'add_cli', 'result_html',
-           'error_html', 'classify_uploads', 'show_html', 'make_demo_widget']
+           'FaceTracker', 'process_video', 'expand_inputs', 'predict_each', 'results_frame', 'batch_summary',
+           'predict_many', 'face_table', 'results_json', 'explain_picture', 'app_notebook', 'voila_command', 'add_cli',
+           'result_html', 'error_html', 'classify_uploads', 'show_html', 'make_demo_widget']
 
 # %% ../nbs/05_demo.ipynb #9940af84
 def sample_path(name:str='astronaut.png' # a file in samples/
@@ -297,6 +299,70 @@ def process_video(src, # input video file
             w = csv.DictWriter(fh, cols); w.writeheader(); w.writerows(rows)
     return dict(frames=n, faces=len(rows), tracks=len({r['track'] for r in rows}), seconds=round(secs, 3), fps=round(n/secs, 2))
 
+# %% ../nbs/05_demo.ipynb #7b31947d
+def _is_glob(s:str)->bool: return any(ch in s for ch in '*?[') and not Path(s).exists()
+
+def expand_inputs(args:list # files, folders (searched recursively) and glob patterns, mixed
+                 )->list:
+    "The photos named by files, folders and globs: in the order given, each once."
+    out = {}
+    for a in map(str, args):
+        if _is_glob(a): found = [Path(m) for m in sorted(glob.glob(os.path.expanduser(a), recursive=True))]
+        elif Path(a).is_dir(): found = [Path(a)]
+        else: out.setdefault(Path(a), None); continue   # a file (or a missing one: the run reports it)
+        files = [f for m in found for f in (sorted(m.rglob('*')) if m.is_dir() else [m])
+                 if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith('.') and f.is_file()]
+        if not files: raise DataError(f"{a}: no photos there ({' '.join(sorted(IMAGE_EXTS))})")
+        for f in files: out.setdefault(f, None)
+    return list(out)
+
+# %% ../nbs/05_demo.ipynb #558bd230
+def predict_each(paths:list, # photo files
+                 predictor:Predictor, # the Predictor to use
+                 detect:str='auto', # as in Predictor.predict
+                 progress:bool|None=None # a tqdm bar on stderr; None = when there are several photos
+                ):
+    "Yield (path, faces, error) per photo; an unreadable photo has faces None and a one-line error."
+    from tqdm import tqdm
+    show = len(paths) > 1 if progress is None else progress
+    for p in tqdm(paths, unit='photo', file=sys.stderr, disable=not show, leave=False, dynamic_ncols=True):
+        try: faces, err = predictor.predict(p, detect=detect), None
+        except FerError as e: faces, err = None, str(e)
+        except Exception as e: faces, err = None, f"unexpected error ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]})"
+        yield p, faces, err if err is None else err.removeprefix(f"{p}: ")
+
+# %% ../nbs/05_demo.ipynb #ce81dede
+def results_frame(results:list, # (path, faces, error) tuples from predict_each
+                  classes=CLASSES # the model's class names: the probability columns
+                 )->pd.DataFrame:
+    "One row per face, per photo without a face (status `no face`) and per unreadable photo (status: its error)."
+    rows = []
+    for p, faces, err in results:
+        if not faces: rows.append(dict(file=str(p), label='', status=err or 'no face')); continue
+        rows += [dict(file=str(p), face=i, **dict(zip('xywh', map(int, f.box))), label=f.label, confidence=round(f.confidence, 4),
+                      **{c: round(f.probs[c], 4) for c in classes}, status='ok') for i, f in enumerate(faces, 1)]
+    df = pd.DataFrame(rows, columns=['file', 'face', 'x', 'y', 'w', 'h', 'label', 'confidence', *classes, 'status'])
+    return df.astype({k: 'Int64' for k in ['face', 'x', 'y', 'w', 'h']})
+
+def batch_summary(df:pd.DataFrame, # a results_frame
+                  seconds:float # how long the run took
+                 )->str:
+    "One line: photos, faces, unreadable photos and photos/s."
+    n, bad = df.file.nunique(), int((~df.status.isin(['ok', 'no face'])).sum())
+    return f"{n} photos, {int((df.status == 'ok').sum())} faces, {bad} unreadable, {n/max(seconds, 1e-9):.1f} photos/s"
+
+def predict_many(paths:list, # photo files, folders and globs (see expand_inputs)
+                 predictor:Predictor, # the Predictor to use
+                 detect:str='auto', # as in Predictor.predict
+                 progress:bool|None=None # a tqdm bar on stderr; None = when there are several photos
+                )->pd.DataFrame:
+    "The results_frame of every photo named; `.attrs` holds seconds and the summary line."
+    t0 = time.perf_counter()
+    df = results_frame(list(predict_each(expand_inputs(paths), predictor, detect, progress)), predictor.classes)
+    secs = time.perf_counter() - t0
+    df.attrs.update(seconds=round(secs, 3), summary=batch_summary(df, secs))
+    return df
+
 # %% ../nbs/05_demo.ipynb #d5740cba
 def face_table(faces:list, # Faces from Predictor.predict
                classes=CLASSES)->str:
@@ -309,19 +375,61 @@ def face_table(faces:list, # Faces from Predictor.predict
                      + ' '.join(f"{f.probs.get(c, 0):>5.2f}" for c in classes))
     return '\n'.join(lines)
 
+def results_json(results:list # (path, faces, error) tuples from predict_each
+                )->list:
+    "One `{image, faces}` dict per photo, with `error` for an unreadable one."
+    return [dict(image=str(p), faces=[f.to_dict() for f in faces or []], **({} if err is None else {'error': err})) for p, faces, err in results]
+
+# %% ../nbs/05_demo.ipynb #f63884f2
+def _write_out(target:str, text:str):
+    "Write text to a file, or to stdout for '-'."
+    if target == '-': sys.stdout.write(text if text.endswith('\n') else text + '\n'); return
+    try: Path(target).parent.mkdir(parents=True, exist_ok=True); Path(target).write_text(text)
+    except OSError as e: raise DataError(f"{target}: cannot write there ({e.strerror or e})") from None
+
+def _picture_path(out:Path, p:Path, root:Path|None)->Path:
+    "Where the picture of photo p goes: `out` itself for one photo, else out/<p relative to root>.png."
+    return out if root is None else out/Path(os.path.relpath(p.resolve(), root)).with_suffix('.png')
+
+def _save_picture(im:Image.Image, dest:Path):
+    try: dest.parent.mkdir(parents=True, exist_ok=True); im.save(dest)
+    except (OSError, ValueError) as e: raise DataError(f"{dest}: cannot save the picture there ({getattr(e, 'strerror', None) or e})") from None
+
+def explain_picture(predictor:Predictor, # the Predictor to use
+                    image, # the photo (anything Predictor.predict reads)
+                    max_side:int|None=None # shrink the picture to this first
+                   )->Image.Image:
+    "The photo with each face's Grad-CAM heat map, box and label (fer_nb.explain)."
+    from fer_nb.explain import explain_faces, overlay   # explain builds on this module: imported when needed
+    faces, maps = explain_faces(predictor, image)
+    return overlay(image, faces, maps, max_side=max_side)
+
+# %% ../nbs/05_demo.ipynb #c1fb34b7
 def _predict_cmd(args)->int:
+    if args.json not in (None, '-') and (Path(args.json).suffix.lower() in IMAGE_EXTS or Path(args.json).is_dir()):
+        raise DataError(f"--json writes a .json file, not {args.json}: put the photos before --json, or use --json -")
+    paths = expand_inputs(args.images)
     pred = Predictor.load(args.checkpoint, detector=args.detector, runtime=args.runtime, prior=args.prior, align=args.align, **({'margin': args.margin} if args.margin is not None else {}))
-    results = [(p, pred.predict(p, detect='never' if args.detector == 'none' else 'auto')) for p in args.images]
-    if args.annotate:
-        out = Path(args.annotate)
-        if len(results) > 1: out.mkdir(parents=True, exist_ok=True)
-        for p, faces in results:
-            annotate(p, faces).save(out/(Path(p).stem + '.png') if len(results) > 1 else out)
-    if args.json: print(json.dumps([dict(image=str(p), faces=[f.to_dict() for f in faces]) for p, faces in results], indent=1))
-    else:
-        for p, faces in results:
-            if not faces: print(f"{p}: no face found"); continue
-            print(f"{p}: {len(faces)} face{'' if len(faces) == 1 else 's'}"); print(face_table(faces, pred.classes))
+    root = Path(os.path.commonpath([p.resolve().parent for p in paths])) if len(paths) > 1 else None
+    results, t0 = [], time.perf_counter()
+    for p, faces, err in predict_each(paths, pred, detect='never' if args.detector == 'none' else 'auto'):
+        results.append((p, faces, err))
+        if faces is not None and args.annotate: _save_picture(annotate(p, faces), _picture_path(Path(args.annotate), p, root))
+        if faces is not None and args.explain: _save_picture(explain_picture(pred, p), _picture_path(Path(args.explain), p, root))
+    secs, df = time.perf_counter() - t0, results_frame(results, pred.classes)
+    if args.csv: _write_out(args.csv, df.to_csv(index=False))        # written even when nothing was readable: the list of what failed
+    if args.json: _write_out(args.json, json.dumps(results_json(results), indent=1))
+    if all(err is not None for _, _, err in results):
+        p, _, err = results[0]
+        raise DataError(f"{p}: {err}" if len(results) == 1 else f"none of the {len(results)} photos could be read (first: {p}: {err})")
+    if not (args.csv or args.json):
+        for p, faces, err in results:
+            if err is not None: print(f"{p}: unreadable ({err})")
+            elif not faces: print(f"{p}: no face found")
+            else: print(f"{p}: {len(faces)} face{'' if len(faces) == 1 else 's'}"); print(face_table(faces, pred.classes))
+    if len(results) > 1 or args.csv:
+        files = [t for t in (args.csv, args.json) if t and t != '-']
+        print(batch_summary(df, secs) + (f" → {', '.join(files)}" if files else ''), file=sys.stderr)
     return 0
 
 # %% ../nbs/05_demo.ipynb #8f980718
@@ -333,34 +441,37 @@ def _video_cmd(args)->int:
     return 0
 
 # %% ../nbs/05_demo.ipynb #48d7b6ca
-def demo_notebook()->Path:
-    "nbs/05_demo.ipynb, the notebook `fer-nb serve` shows."
-    p = find_file('nbs', '05_demo.ipynb')
-    if p is None: raise DataError("nbs/05_demo.ipynb not found: `fer-nb serve` needs the fer_nb source checkout")
+def app_notebook()->Path:
+    "nbs/app.ipynb, the page `fer-nb serve` shows."
+    p = find_file('nbs', 'app.ipynb')
+    if p is None: raise DataError("nbs/app.ipynb not found: `fer-nb serve` needs the app notebook (it comes with fer_nb)")
     return p
 
 def voila_command(port:int|None=None, # port to listen on; None = Voila's default (8866)
                   browser:bool=False # open a web browser too
                  )->list:
-    "The command line that serves the demo notebook with Voila."
-    cmd = [sys.executable, '-m', 'voila', str(demo_notebook())]
+    "The command line that serves the app notebook with Voila."
+    # a kernel runs the page ahead of the visitor (model loaded, widgets built), so a visit is usable sooner
+    cmd = [sys.executable, '-m', 'voila', str(app_notebook()), '--preheat_kernel=True', '--pool_size=1']
     if port: cmd.append(f'--port={int(port)}')
     if not browser: cmd.append('--no-browser')
     return cmd
 
 def _serve_cmd(args)->int:
     cmd = voila_command(args.port, args.browser)
-    print('serving the demo:', ' '.join(cmd), flush=True)
-    try: return subprocess.call(cmd, cwd=demo_notebook().parent.parent)
+    print('serving the app:', ' '.join(cmd), flush=True)
+    try: return subprocess.call(cmd, cwd=app_notebook().parent.parent)
     except KeyboardInterrupt: return 0
 
 # %% ../nbs/05_demo.ipynb #105f221c
 def add_cli(sub):
     "Add `fer-nb predict`, `video` and `serve` to the CLI."
     p = sub.add_parser('predict', help='find the faces in photos and classify their expressions')
-    p.add_argument('images', nargs='+', metavar='IMAGE', help='photos (png, jpg, …)')
-    p.add_argument('--json', action='store_true', help='print JSON instead of a table')
+    p.add_argument('images', nargs='+', metavar='PHOTO', help='photos (png, jpg, …), folders (searched recursively) or glob patterns')
+    p.add_argument('--csv', metavar='OUT.csv', help='write one row per face (and per photo without a face or unreadable) here; - = stdout')
+    p.add_argument('--json', nargs='?', const='-', metavar='OUT.json', help='JSON instead of a table: to this file, else stdout')
     p.add_argument('--annotate', metavar='OUT.png', help='save the annotated photo here (a folder for several photos)')
+    p.add_argument('--explain', metavar='OUT.png', help="save the photo with each face's Grad-CAM heat map here (a folder for several photos)")
     p.add_argument('--detector', default='yunet', choices=DETECTORS, help='face detector; none = the images are face crops')
     p.add_argument('--no-align', dest='align', action='store_false', help='box crops instead of aligning faces on their landmarks')
     p.add_argument('--checkpoint', help='model checkpoint (default: $FER_NB_CHECKPOINT or the shipped model)')
@@ -379,7 +490,7 @@ def add_cli(sub):
     v.add_argument('--prior', default='uniform', choices=PRIORS, help='class prior: uniform (default) or train')
     v.add_argument('--max-frames', type=int, help='stop after this many frames')
     v.set_defaults(func=_video_cmd)
-    s = sub.add_parser('serve', help='serve the demo notebook as a web page (Voila)')
+    s = sub.add_parser('serve', help='serve the app page (nbs/app.ipynb) with Voila')
     s.add_argument('--port', type=int, help='port (default 8866)')
     s.add_argument('--browser', action='store_true', help='also open a web browser')
     s.set_defaults(func=_serve_cmd)
@@ -393,16 +504,22 @@ def _bars_html(f:Face, i:int)->str:
             f'<b>face {i}: <span class="fer-label">{f.label}</span> {f.confidence:.0%}</b>'
             f'<table style="font-size:12px">{rows}</table></div>')
 
+def _img_html(im:Image.Image, cls:str)->str:
+    b = io.BytesIO(); im.save(b, 'JPEG', quality=85)
+    return f'<img class="{cls}" src="data:image/jpeg;base64,{base64.b64encode(b.getvalue()).decode()}" style="max-width:480px;margin-right:8px"/>'
+
 def result_html(name:str, # the file's name
                 image:Image.Image, # the photo
-                faces:list # its Faces
+                faces:list, # its Faces
+                maps=None # N×S×S Grad-CAM maps, one per face: adds the heat map picture; None = none
                )->str:
-    "An HTML block with the annotated photo and every face's probability bars."
-    b = io.BytesIO(); annotate(image, faces, max_side=480).save(b, 'JPEG', quality=85)
-    img = base64.b64encode(b.getvalue()).decode()
+    "An HTML block with the annotated photo (and its heat maps) and every face's probability bars."
+    pics = _img_html(annotate(image, faces, max_side=480), 'fer-photo')
+    if maps is not None and faces:
+        from fer_nb.explain import overlay
+        pics += _img_html(overlay(image, faces, maps, max_side=480), 'fer-heatmap')
     head = f"{len(faces)} face{'' if len(faces) == 1 else 's'}" if faces else '<span class="fer-noface">no face found</span>'
-    return (f'<div class="fer-result"><p><b>{html.escape(name)}</b>: {head}</p>'
-            f'<img src="data:image/jpeg;base64,{img}" style="max-width:480px"/><div>'
+    return (f'<div class="fer-result"><p><b>{html.escape(name)}</b>: {head}</p>{pics}<div>'
             + ''.join(_bars_html(f, i) for i, f in enumerate(faces, 1)) + '</div></div>')
 
 def error_html(msg:str)->str:
@@ -410,7 +527,8 @@ def error_html(msg:str)->str:
     return f'<p class="fer-error" style="color:#c0392b"><b>⚠ {html.escape(msg)}</b></p>'
 
 def classify_uploads(value, # FileUpload.value: a tuple of dicts with name, type, size, content
-                     predictor:Predictor # the Predictor to use
+                     predictor:Predictor, # the Predictor to use
+                     explain:bool=False # add each photo's Grad-CAM heat maps (fer_nb.explain)
                     )->list:
     "One HTML string per uploaded file: its annotated photo and probability bars, or its error."
     out = []
@@ -418,7 +536,10 @@ def classify_uploads(value, # FileUpload.value: a tuple of dicts with name, type
         name = f.get('name') or 'upload'
         try:
             im = load_image(f['content'], name=name)
-            out.append(result_html(name, im, predictor.predict(im)))
+            if not explain: out.append(result_html(name, im, predictor.predict(im)))
+            else:
+                from fer_nb.explain import explain_faces
+                out.append(result_html(name, im, *explain_faces(predictor, im, name=name)))
         except FerError as e: out.append(error_html(str(e)))
     return out
 
@@ -435,12 +556,13 @@ def make_demo_widget(predictor:Predictor|None=None, # None = Predictor.load(chec
                      detector:str='yunet', # used when predictor is None
                      prior:str='uniform' # the class prior to start with: uniform | train
                     ):
-    "The upload-and-classify widget: FileUpload, a prior switch, and an Output with annotated photos and probability bars."
+    "The upload-and-classify widget: FileUpload, a prior switch, an explain toggle, and an Output with annotated photos and probability bars."
     import ipywidgets as W
     up = W.FileUpload(accept='image/*', multiple=True, description='Upload photos')
     prior_switch = W.ToggleButtons(options=list(PRIORS), value=prior, description='prior',
                                    tooltips=['every expression equally likely (photos)', "FERPlus's label frequencies (benchmark)"])
-    out = W.Output(); last = []   # the last uploads, re-classified when the prior changes
+    explain = W.ToggleButton(value=False, description='explain', icon='eye', tooltip="show where the model looks: each face's Grad-CAM heat map")
+    out = W.Output(); last = []   # the last uploads, re-classified when the prior or explain changes
     show_html(out, '<i>Upload one or more photos: every face in them is found and its expression classified.</i>')
     try: predictor = (predictor or Predictor.load(checkpoint, detector=detector, prior=prior))
     except FerError as e: show_html(out, error_html(f"no model: {e}"))
@@ -449,16 +571,16 @@ def make_demo_widget(predictor:Predictor|None=None, # None = Predictor.load(chec
         try:
             if predictor is None: raise CheckpointError("no model could be loaded; pass a checkpoint or install the shipped model")
             if predictor.prior != prior_switch.value: predictor.set_prior(prior_switch.value)
-            show_html(out, '<div class="fer-results">' + ''.join(classify_uploads(files, predictor)) + '</div>')
+            show_html(out, '<div class="fer-results">' + ''.join(classify_uploads(files, predictor, explain.value)) + '</div>')
         except FerError as e: show_html(out, error_html(str(e)))
         except Exception as e: show_html(out, error_html(f"unexpected error ({type(e).__name__}: {e})"))
     def on_upload(change):
         if not change['new']: return
         last[:] = [dict(f) for f in change['new']]
         classify(last); up.value = ()
-    def on_prior(change):
+    def on_setting(change):
         if last: classify(last)
-    up.observe(on_upload, names='value'); prior_switch.observe(on_prior, names='value')
-    box = W.VBox([W.HBox([up, prior_switch]), out])
-    box.upload, box.prior, box.output = up, prior_switch, out
+    up.observe(on_upload, names='value'); prior_switch.observe(on_setting, names='value'); explain.observe(on_setting, names='value')
+    box = W.VBox([W.HBox([up, prior_switch, explain]), out])
+    box.upload, box.prior, box.explain, box.output = up, prior_switch, explain, out
     return box

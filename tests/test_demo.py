@@ -136,6 +136,7 @@ def test_bad_input_api(kind, untrained, tmp_path):
 @pytest.mark.parametrize('kind', KINDS)
 def test_bad_input_cli(kind, untrained, tmp_path):
     path, msg = bad_input(kind, tmp_path)
+    if kind == 'directory': msg = 'no photos there'     # the CLI takes folders of photos: an empty one holds none
     r = cli('predict', path, '--checkpoint', untrained)
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
@@ -174,6 +175,25 @@ def test_widget_callback(untrained, tmp_path):
     up.value = (upload('astronaut.png', good),)
     assert 'fer-label' in out.outputs[0]['data']['text/html'] and up.value == ()
 
+def test_widget_explain(untrained):
+    p = Predictor.load(untrained)
+    (part,) = classify_uploads((upload('astronaut.png', sample_path().read_bytes()),), p, explain=True)
+    assert part.count('class="fer-heatmap"') == 1 and part.count('class="fer-face"') == 1
+    w = make_demo_widget(p)
+    w.upload.value = (upload('astronaut.png', sample_path().read_bytes()),)
+    assert 'fer-heatmap' not in w.output.outputs[0]['data']['text/html']
+    w.explain.value = True                                    # re-shows the last upload with its heat map
+    assert 'fer-heatmap' in w.output.outputs[0]['data']['text/html']
+
+def test_cli_explain(untrained, tmp_path):
+    r = cli('predict', sample_path(), '--checkpoint', untrained, '--explain', tmp_path/'heat.png', '--annotate', tmp_path/'boxes.png')
+    assert r.returncode == 0, r.stderr
+    heat, boxes = (np.asarray(Image.open(tmp_path/n).convert('RGB')).astype(int) for n in ('heat.png', 'boxes.png'))
+    assert heat.shape == boxes.shape == (512, 512, 3)
+    diff = np.abs(heat - boxes).sum(2) > 30                   # the heat map is painted into the face box only
+    ys, xs = np.nonzero(diff)
+    assert diff.sum() > 2000 and 150 < xs.mean() < 300 and 60 < ys.mean() < 200, (diff.sum(), xs.mean(), ys.mean())
+
 @needs_model
 def test_widget_says_happiness():
     parts = classify_uploads((upload('astronaut.png', sample_path().read_bytes()),), Predictor.load())
@@ -198,9 +218,13 @@ def test_video_round_trip(untrained, tmp_path):
     assert r.returncode == 2 and 'video file not found' in r.stderr
 
 # ---------------------------------------------------------------- serve
-def test_serve_command():
+def test_serve_command(monkeypatch):
     cmd = voila_command(8899)
-    assert cmd[1:3] == ['-m', 'voila'] and cmd[3].endswith('nbs/05_demo.ipynb') and Path(cmd[3]).is_file()
+    assert cmd[1:3] == ['-m', 'voila'] and cmd[3].endswith('nbs/app.ipynb') and Path(cmd[3]).is_file()
     assert '--port=8899' in cmd and '--no-browser' in cmd
     r = cli('serve', '--help')
     assert r.returncode == 0 and '--port' in r.stdout
+    import fer_nb.demo
+    monkeypatch.setattr(fer_nb.demo, 'find_file', lambda *parts: None)     # no app notebook: one line, no fallback
+    with pytest.raises(DataError, match='nbs/app.ipynb not found') as e: voila_command()
+    assert '\n' not in str(e.value)

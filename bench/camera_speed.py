@@ -1,0 +1,43 @@
+"""Python side of the live camera: updates/s of `fer_nb.camera.handle_frame` (decode JPEG + find faces + classify) per frame.
+
+    python bench/camera_speed.py [--threads 2] [--runs 60] [--checkpoint PATH] [--runtime auto]
+
+Frames are the astronaut on a 4:3 frame, JPEG quality 70 as the widget's JS encodes them, at 640×480 (a full webcam
+frame) and at 320×240 (what the widget sends by default). Prints the median ms and updates/s of each; the issue's
+target is ≥ 10 updates/s on 2 threads."""
+import argparse, io, statistics, time
+
+import torch
+from PIL import Image
+
+from fer_nb.camera import handle_frame
+from fer_nb.demo import FaceTracker, Predictor, sample_path
+
+def frame(width:int, quality:int=70)->bytes:
+    "The astronaut cropped to 4:3 and resized to width × 3/4 width, as a JPEG."
+    im = Image.open(sample_path()).convert('RGB').crop((0, 64, 512, 448)).resize((width, width*3//4), Image.BICUBIC)
+    b = io.BytesIO(); im.save(b, 'JPEG', quality=quality); return b.getvalue()
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--runs', type=int, default=60)
+    ap.add_argument('--checkpoint', help='default: $FER_NB_CHECKPOINT or the shipped model')
+    ap.add_argument('--runtime', default='auto', help='auto | torch | onnx')
+    a = ap.parse_args()
+    import cv2
+    torch.set_num_threads(a.threads); cv2.setNumThreads(a.threads)
+    p = Predictor.load(a.checkpoint, runtime=a.runtime)
+    print(f"{p} · {a.threads} threads · {a.runs} frames each")
+    for width in (640, 320):
+        jpeg, tracker = frame(width), FaceTracker()
+        for _ in range(5): handle_frame(p, jpeg, tracker)     # warm up
+        ms = []
+        for _ in range(a.runs):
+            t = time.perf_counter(); r = handle_frame(p, jpeg, tracker); ms.append((time.perf_counter() - t)*1000)
+        assert 'faces' in r and len(r['faces']) == 1, r
+        med = statistics.median(ms)
+        print(f"{width}×{width*3//4} JPEG ({len(jpeg)//1024} kB): median {med:.1f} ms, p90 {sorted(ms)[int(.9*len(ms))]:.1f} ms "
+              f"→ {1000/med:.0f} updates/s (mean {len(ms)*1000/sum(ms):.0f}/s) · {r['faces'][0]['label']}")
+
+if __name__ == '__main__': main()

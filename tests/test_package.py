@@ -1,0 +1,137 @@
+"The wheel a user installs: it carries the shipped model, YuNet, the sample and the app page, and works from any folder."
+import json, os, shutil, subprocess, sys, sysconfig, tarfile, zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+def bundled()->set:
+    "What the wheel must carry under fer_nb/_bundle/: the model models/DEFAULT names, its card, YuNet, the sample, the app page."
+    model = (ROOT/'models'/'DEFAULT').read_text().strip()
+    return {'models/DEFAULT', f'models/{model}', f'models/{Path(model).with_suffix(".json")}',
+            'models/yunet/yunet_n_640_640.onnx', 'models/yunet/LICENSE', 'models/yunet/README.md',
+            'samples/astronaut.png', 'samples/README.md', 'nbs/app.ipynb'}
+
+def run(cmd, **kw)->subprocess.CompletedProcess:
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+# what a build never reads (and other people's work in progress): left out of the copy the test builds from
+NOT_SOURCE = shutil.ignore_patterns('.git', '.venv', 'data', 'checkpoints', 'logs', 'runs', 'build', 'dist', '*.egg-info',
+                                    '__pycache__', '.pytest_cache', '.ipynb_checkpoints', '_docs', '_proc')
+
+@pytest.fixture(scope='module')
+def dist(tmp_path_factory):
+    "sdist and wheel built from a copy of the checkout (`python -m build`: the wheel is built from the sdist), no network."
+    if not (ROOT/'models'/'DEFAULT').is_file(): pytest.skip('no shipped model (models/DEFAULT is missing)')
+    src, out = tmp_path_factory.mktemp('src')/'fer_nb', tmp_path_factory.mktemp('dist')
+    shutil.copytree(ROOT, src, ignore=NOT_SOURCE)    # a build writes egg-info/ and build/ beside setup.py: not in the shared tree
+    try: import build  # noqa: F401
+    except ImportError: run([PY, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-w', out, src], cwd=src)
+    else: run([PY, '-m', 'build', '--no-isolation', '--outdir', out, src], cwd=src)
+    whl, = out.glob('fer_nb-*.whl')
+    print(f'wheel: {whl.name}, {whl.stat().st_size/1e6:.2f} MB')
+    return out
+
+def test_wheel_contents(dist):
+    "The wheel carries exactly the bundled files (no other checkpoint, no figures) and every module."
+    whl, = dist.glob('fer_nb-*.whl')
+    names = zipfile.ZipFile(whl).namelist()
+    bundle = {n.removeprefix('fer_nb/_bundle/') for n in names if n.startswith('fer_nb/_bundle/')}
+    assert bundle == bundled(), sorted(bundle ^ bundled())
+    assert {f'fer_nb/{p.name}' for p in (ROOT/'fer_nb').glob('*.py')} <= set(names)
+    assert not [n for n in names if n.endswith('.pt') and n != f"fer_nb/_bundle/models/{(ROOT/'models'/'DEFAULT').read_text().strip()}"]
+    assert whl.stat().st_size < 20e6, whl.stat().st_size
+    entry = [n for n in names if n.endswith('.dist-info/entry_points.txt')]
+    assert entry and 'fer-nb = fer_nb.cli:main' in zipfile.ZipFile(whl).read(entry[0]).decode()
+
+def test_sdist_carries_the_bundle(dist):
+    "The sdist holds the same files at their own paths (a wheel built from it is complete), and what setup.py reads."
+    sd, = dist.glob('fer_nb-*.tar.gz')
+    top = sd.name.removesuffix('.tar.gz')
+    names = {n.removeprefix(top + '/') for n in tarfile.open(sd).getnames()}
+    assert bundled() | {'setup.py', 'settings.ini', 'README.md'} <= names
+    assert not {n for n in names if n.startswith('models/figures')}
+
+@pytest.fixture(scope='module')
+def venv(dist, tmp_path_factory):
+    "A fresh virtual environment with the wheel installed (--no-deps), reusing the project's installed dependencies via a .pth line."
+    v = tmp_path_factory.mktemp('venv')
+    run([PY, '-m', 'venv', '--without-pip', v])
+    site = Path(run([v/'bin'/'python', '-c', 'import sysconfig; print(sysconfig.get_path("purelib"))']).stdout.strip())
+    # the project's dependencies, but not its editable fer_nb (a plain path line: .pth files there are not run)
+    site.joinpath('fer_nb_deps.pth').write_text(sysconfig.get_path('purelib') + '\n')
+    # ... and the data files they installed under their prefix (Voila's templates, the widgets' JavaScript), but not
+    # the project's kernel spec: the app page's kernel must be this venv's Python, with the installed fer_nb
+    for d in ('share/jupyter/lab', 'share/jupyter/labextensions', 'share/jupyter/nbconvert', 'share/jupyter/nbextensions',
+              'share/jupyter/voila', 'etc/jupyter'):
+        if (Path(sys.prefix)/d).exists(): (v/d).parent.mkdir(parents=True, exist_ok=True); (v/d).symlink_to(Path(sys.prefix)/d)
+    whl, = dist.glob('fer_nb-*.whl')
+    run([PY, '-m', 'pip', '--python', v/'bin'/'python', 'install', '-q', '--no-deps', '--no-index', whl])
+    return v, site
+
+@pytest.fixture
+def outside(tmp_path, venv):
+    "A folder outside any checkout, and an environment that cannot see the checkout."
+    home = tmp_path/'elsewhere'; home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'FER_NB_CHECKPOINT', 'VIRTUAL_ENV')}
+    env.update(FER_NB_CACHE=str(tmp_path/'cache'), PATH=f"{venv[0]/'bin'}{os.pathsep}{env.get('PATH', '')}", PYTHONWARNINGS='ignore')
+    return home, env
+
+def test_installed_finds_its_files(venv, outside):
+    "Imported from the venv, fer_nb finds the model, YuNet, the sample and the app page in fer_nb/_bundle/."
+    (v, site), (home, env) = venv, outside
+    code = ("import json, fer_nb, fer_nb.data as d\nfrom fer_nb.model import shipped_model_path\nfrom fer_nb.demo import Predictor, sample_path\n"
+            "p = Predictor.load()\n"
+            "print(json.dumps(dict(pkg=fer_nb.__file__, model=str(shipped_model_path()), sample=str(sample_path()),"
+            " app=str(d.find_file('nbs', 'app.ipynb')), yunet=str(d.find_file('models', 'yunet', 'yunet_n_640_640.onnx')),"
+            " root=str(d.project_root()), faces=[f.label for f in p.predict(sample_path())])))")
+    info = json.loads(run([v/'bin'/'python', '-c', code], cwd=home, env=env).stdout.strip().splitlines()[-1])
+    bundle = site/'fer_nb'/'_bundle'
+    assert Path(info['pkg']).parent == site/'fer_nb', info
+    assert info['root'] == 'None', info                     # not inside a checkout
+    for k in ('model', 'sample', 'app', 'yunet'): assert Path(info[k]).is_relative_to(bundle), (k, info)
+    assert info['faces'] == ['happiness'], info
+
+def test_installed_cli(venv, outside):
+    "`fer-nb predict` on the installed sample from a temporary folder: one face, happiness; `fer-nb serve --help` runs."
+    (v, site), (home, env) = venv, outside
+    sample = site/'fer_nb'/'_bundle'/'samples'/'astronaut.png'
+    r = run([v/'bin'/'fer-nb', 'predict', sample, '--json'], cwd=home, env=env)
+    (res,) = json.loads(r.stdout)
+    print('fer-nb predict:', [(f['label'], f['confidence']) for f in res['faces']])
+    assert [f['label'] for f in res['faces']] == ['happiness'], res
+    assert 'usage' in run([v/'bin'/'fer-nb', 'serve', '--help'], cwd=home, env=env).stdout
+
+def test_installed_serve(venv, outside, tmp_path):
+    "`fer-nb serve` from a temporary folder serves the bundled app page, and it executes without an error."
+    import signal, socket, time, urllib.error, urllib.request
+    (v, site), (home, env) = venv, outside
+    kernel = run([v/'bin'/'python', '-c', "from jupyter_client.kernelspec import KernelSpecManager as K; print(K().get_kernel_spec('python3').argv[0])"],
+                 cwd=home, env=env).stdout.strip()
+    assert kernel in ('python', 'python3', str(v/'bin'/'python')), f'the page would run in {kernel}, not the fresh venv'
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    log = open(tmp_path/'serve.log', 'w')
+    p = subprocess.Popen([v/'bin'/'fer-nb', 'serve', '--port', str(port)], cwd=home, env=env,
+                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, page = time.time() + 120, None
+        while page is None:
+            try:
+                with urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=120) as r: page = r.read().decode()
+            except (urllib.error.URLError, ConnectionError):
+                assert p.poll() is None and time.time() < deadline, (tmp_path/'serve.log').read_text()[-3000:]
+                time.sleep(0.5)
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        try: p.wait(20)
+        except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait()
+        log.close()
+    served = (tmp_path/'serve.log').read_text()
+    assert str(site/'fer_nb'/'_bundle'/'nbs'/'app.ipynb') in served, served[-3000:]
+    assert 'What does this face say?' in page
+    assert 'application/vnd.jupyter.widget-view+json' in page, 'the upload widget was not displayed'
+    assert 'Traceback' not in page and 'error when executing' not in page.lower(), page[-3000:]
