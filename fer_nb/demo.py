@@ -73,6 +73,7 @@ def onnx_session(checkpoint, # the checkpoint file (its bytes name the cached ex
     except Exception as e:
         raise CheckpointError(f"{onnx_path}: ONNX Runtime cannot load the cached export ({str(e).splitlines()[0][:120]}); delete it to re-export") from None
 
+# %% ../nbs/05_demo.ipynb #ef2bd67e
 class Predictor:
     "Photo → face boxes → crops → expression probabilities; the one code path behind every demo."
     def __init__(self, model:torch.nn.Module, # a FERNet taking N×1×S×S uint8 faces

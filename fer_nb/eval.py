@@ -47,6 +47,7 @@ def photo_face_step(detector:str='yunet'):
     step.cache_key = f'{detector}-v1'   # names the cached crops; bump when the face step changes
     return step
 
+# %% ../nbs/03_eval.ipynb #f93e62d4
 def load_dataset(data_dir=None, # FERPlus folder, fer2013.csv (or its folder), or class-folder tree; None = FERPlus
                  format:str|None=None, # ferplus | fer2013 | folders (face crops) | photos (whole photos); None = detect
                  split:str|None='test', # train | valid | test; None or 'all' = every split
@@ -395,6 +396,7 @@ def run_eval(checkpoint=None, # path; None: $FER_NB_CHECKPOINT, else the shipped
     for r in res: r.metrics.update(checkpoint=path.stem, usual_prior=r.metrics['prior'] == usual_prior(fmt))
     return res
 
+# %% ../nbs/03_eval.ipynb #c74a49bc
 def _eval_cmd(args)->int:
     if args.threads: torch.set_num_threads(args.threads)
     ck = args.checkpoint or default_checkpoint()

@@ -69,6 +69,8 @@ DEFAULTS = dict(
     log_dir='logs',
     progress='auto',          # auto | text | none (auto: widget in Jupyter, text elsewhere and under papermill)
 )
+
+# %% ../nbs/02_train.ipynb #5426cfe5
 CHOICES = dict(label_mode=LABEL_MODES, optimizer=('sgd', 'adamw'), schedule=('cosine', 'onecycle', 'constant'),
                amp=('auto', 'none', 'bf16', 'fp16'), progress=('auto', 'text', 'none'), classes=(7, 8))
 POSITIVE = ('epochs', 'batch_size', 'lr', 'in_size')
@@ -106,6 +108,7 @@ def load_yaml(path)->dict:
     if not isinstance(d, dict): raise ConfigError(f"{p}: expected a mapping of settings")
     return d
 
+# %% ../nbs/02_train.ipynb #e00b0d78
 def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
                 **overrides # settings that win over the recipe
                )->dict:
