@@ -134,17 +134,12 @@ def test_papermill_notebook(tiny, tmp_path):
     import papermill as pm
     out = tmp_path/'eval'
     ck = tmp_path/'model.pt'; ck.write_bytes((tiny/'tiny.pt').read_bytes())
-    old = {k: os.environ.get(k) for k in ('FER_NB_PAPERMILL', 'FER_NB_CACHE')}
-    os.environ.update(FER_NB_PAPERMILL='1', FER_NB_CACHE=str(tmp_path/'cache'))
-    try:
+    from fastcore.xtras import modified_env
+    with modified_env(FER_NB_PAPERMILL='1', FER_NB_CACHE=str(tmp_path/'cache')):
         pm.execute_notebook(str(ROOT/'nbs'/'03_eval.ipynb'), str(tmp_path/'03_eval.out.ipynb'), cwd=str(ROOT/'nbs'),
                             kernel_name='python3', progress_bar=False,
                             parameters=dict(checkpoint=str(ck), data_dir=str(tiny/'ferplus'), format='ferplus', split='test',
                                             limit=8, tta='flip', out_dir=str(out), save_card=True, threads=1))
-    finally:
-        for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
     for t in ('none', 'flip'):
         for f in ('confusion', 'per_class', 'mistakes'): assert (out/f'model_{t}_{f}.png').exists()
     metrics = json.loads((out/'model_metrics.json').read_text())
