@@ -44,7 +44,7 @@ def photo_face_step(detector:str='yunet'):
     from fer_nb.faces import largest_face_crop, make_detector
     det = make_detector(detector)
     step = lambda im: largest_face_crop(im, det)
-    step.cache_key = f'{detector}-v1'   # names the cached crops; bump when the face step changes
+    step.cache_key = f'{detector}-v2'   # names the cached crops; bump when the face step changes
     return step
 
 # %% ../nbs/03_eval.ipynb #f93e62d4
