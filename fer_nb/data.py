@@ -404,6 +404,7 @@ def _class_dirs(root:Path)->list:
         return [(SPLIT_NAMES[s.name.lower()], d) for s in subs for d in sorted(s.iterdir()) if d.is_dir()]
     return [('all', d) for d in subs]
 
+# %% ../nbs/00_data.ipynb #c52eed22
 def load_image_folder(root, # folder of class folders (or train/test folders of class folders)
                       class_names:dict|None=None, # extra {folder name: our class name} mappings
                       cache=None, # cache folder (default: cache_dir())
