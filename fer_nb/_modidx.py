@@ -250,6 +250,7 @@ d = { 'settings': { 'branch': 'main',
                               'fer_nb.train.restore': ('train.html#restore', 'fer_nb/train.py'),
                               'fer_nb.train.save_epoch': ('train.html#save_epoch', 'fer_nb/train.py'),
                               'fer_nb.train.setup': ('train.html#setup', 'fer_nb/train.py'),
+                              'fer_nb.train.teacher_probs': ('train.html#teacher_probs', 'fer_nb/train.py'),
                               'fer_nb.train.train': ('train.html#train', 'fer_nb/train.py'),
                               'fer_nb.train.train_epoch': ('train.html#train_epoch', 'fer_nb/train.py'),
                               'fer_nb.train.validate': ('train.html#validate', 'fer_nb/train.py')}}}

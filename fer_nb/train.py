@@ -17,9 +17,9 @@ from .model import create_model, list_models, predict_logits, save_checkpoint, r
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'CHOICES', 'POSITIVE', 'NON_NEGATIVE', 'CHANCES', 'ConfigError', 'load_yaml', 'make_config', 'degrade',
-           'augment', 'mix', 'load_data', 'lr_factor', 'ModelEMA', 'recalibrate_bn', 'RunState', 'make_optimizer',
-           'class_prior', 'adjusted_loss', 'setup', 'restore', 'train_epoch', 'validate', 'save_epoch', 'train',
-           'parse_sets', 'add_cli']
+           'augment', 'mix', 'teacher_probs', 'load_data', 'lr_factor', 'ModelEMA', 'recalibrate_bn', 'RunState',
+           'make_optimizer', 'class_prior', 'adjusted_loss', 'setup', 'restore', 'train_epoch', 'validate',
+           'save_epoch', 'train', 'parse_sets', 'add_cli']
 
 # %% ../nbs/02_train.ipynb #65ddcf75
 DEFAULTS = dict(
@@ -42,6 +42,8 @@ DEFAULTS = dict(
     warmup_epochs=1.0,        # linear warm-up before the schedule
     label_smoothing=0.0,
     logit_adjust=0.0,         # tau: the loss sees logits + tau*log(train prior), so at 1 the model's own scores are prior-free
+    teachers=[],              # checkpoints whose averaged probabilities (training prior) become part of the targets
+    distill=0.0,              # weight of the teachers' probabilities in the targets (0 = off; e.g. 0.5)
     mixup=0.0,                # mixup alpha (0 = off)
     cutmix=0.0,               # cutmix alpha (0 = off)
     mix_prob=0.5,             # chance a batch is mixed when mixup/cutmix is on
@@ -76,8 +78,8 @@ CHOICES = dict(label_mode=LABEL_MODES, optimizer=('sgd', 'adamw'), schedule=('co
 POSITIVE = ('epochs', 'batch_size', 'lr', 'in_size')
 NON_NEGATIVE = ('train_limit', 'valid_limit', 'bn_recal', 'momentum', 'weight_decay', 'warmup_epochs', 'label_smoothing', 'mixup',
                 'cutmix', 'mix_prob', 'shift', 'rotate', 'scale', 'brightness', 'contrast', 'erase', 'ema', 'threads',
-                'logit_adjust', 'gamma', 'blur', 'downscale', 'jpeg')
-CHANCES = ('erase', 'mix_prob', 'blur', 'downscale', 'jpeg')   # probabilities: at most 1
+                'logit_adjust', 'gamma', 'blur', 'downscale', 'jpeg', 'distill')
+CHANCES = ('erase', 'mix_prob', 'blur', 'downscale', 'jpeg', 'distill')   # probabilities and weights: at most 1
 
 class ConfigError(FerError):
     "A bad training setting; the message is one line."
@@ -133,6 +135,10 @@ def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
     if not isinstance(cfg['model_kwargs'], dict): raise ConfigError("model_kwargs must be a mapping")
     if not cfg['run'] or '/' in cfg['run']: raise ConfigError(f"run must be a plain name, got {cfg['run']!r}")
     if cfg['init'] is not None and not Path(str(cfg['init'])).is_file(): raise ConfigError(f"init checkpoint not found: {cfg['init']}")
+    if not isinstance(cfg['teachers'], list): raise ConfigError("teachers must be a list of checkpoint paths")
+    missing = [t for t in cfg['teachers'] if not Path(str(t)).is_file()]
+    if missing: raise ConfigError(f"teacher checkpoint(s) not found: {', '.join(map(str, missing))}")
+    if cfg['distill'] and not cfg['teachers']: raise ConfigError("distill needs teachers (checkpoints to learn from)")
     return cfg
 
 # %% ../nbs/02_train.ipynb #c00fee6d
@@ -208,6 +214,20 @@ def mix(x:torch.Tensor, t:torch.Tensor, cfg:dict, g:torch.Generator|None=None)->
     return x, lam*t + (1 - lam)*t[perm]
 
 # %% ../nbs/02_train.ipynb #9a41618c
+def teacher_probs(checkpoints:list, # teacher checkpoints (same classes as the data)
+                  images:np.ndarray, # N×48×48 uint8 training faces, clean
+                  classes, # the data's class names
+                  batch_size:int=512)->np.ndarray:
+    "The teachers' averaged class probabilities N×C under their training prior: targets for distillation."
+    from fer_nb.model import load_checkpoint
+    x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+    probs = []
+    for c in checkpoints:
+        m, ck = load_checkpoint(c, prior='train')
+        if list(ck['classes']) != list(classes): raise ConfigError(f"teacher {c} has classes {ck['classes']}, the data {list(classes)}")
+        probs.append(predict_logits(m, x, batch_size).softmax(1).numpy())
+    return (sum(probs)/len(probs)).astype(np.float32)
+
 def load_data(cfg:dict)->tuple:
     "(train images, train targets N×C, valid images, valid labels, classes) as tensors."
     root = ferplus_dir(cfg['data_dir'])
@@ -217,6 +237,7 @@ def load_data(cfg:dict)->tuple:
     if cfg['valid_limit']: va = va[:cfg['valid_limit']]
     t = tr.targets(cfg['label_mode'])
     if t.ndim == 1: t = np.eye(len(tr.classes), dtype=np.float32)[t]
+    if cfg['distill']: t = (1 - cfg['distill'])*t + cfg['distill']*teacher_probs(cfg['teachers'], tr.images, tr.classes)
     as_t = lambda a: torch.from_numpy(np.array(a))   # a writable copy
     return as_t(tr.images).unsqueeze(1), as_t(t), as_t(va.images).unsqueeze(1), as_t(va.labels), tr.classes
 
