@@ -4,18 +4,14 @@
 
 The photo is scikit-image's astronaut, cropped to 4:3 and resized to 640×480, encoded as a JPEG (quality 90),
 so every run decodes it as a user upload would be. Prints the median ms of each stage and the total."""
-import argparse, io, statistics, time
+import argparse, statistics, time
 
 import numpy as np
 import torch
-from PIL import Image
 
-from fer_nb.demo import Predictor, sample_path
+from fer_nb.demo import Predictor
 from fer_nb.faces import load_photo
-
-def photo_640x480()->bytes:
-    im = Image.open(sample_path()).convert('RGB').crop((0, 64, 512, 448)).resize((640, 480), Image.BICUBIC)
-    b = io.BytesIO(); im.save(b, 'JPEG', quality=90); return b.getvalue()
+from fer_nb.synthetic import jpeg_bytes, sample_frame
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,7 +23,7 @@ def main():
     a = ap.parse_args()
     import cv2
     torch.set_num_threads(a.threads); cv2.setNumThreads(a.threads)
-    jpeg = photo_640x480()
+    jpeg = jpeg_bytes(sample_frame(640), 90)
     pred = Predictor.load(a.checkpoint, detector=a.detector, device='cpu', runtime=a.runtime)
     stages = {k: [] for k in ('load', 'find faces', 'classify', 'total (predict)')}
     for i in range(a.runs + 3):                       # 3 warm-up runs

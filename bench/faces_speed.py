@@ -7,25 +7,21 @@ a 1200×630 group photo of six astronauts (sizes and tilts vary), a 960×800 gri
 (4000×3000) upscale. Per detector: faces found and median ms per photo through `Predictor.predict` (decode, detect, align,
 classify), and the same for the `fer` package (Haar + its Keras model) when a Python with `fer` installed is given with
 --fer-python (a scratch venv: `pip install fer tensorflow-cpu`; never a fer_nb dependency). Then a 640×360 clip with six moving faces through `process_video` (tracking, annotation, mp4 writing): frames/s."""
-import argparse, io, statistics, sys, tempfile, time
+import argparse, statistics, sys, tempfile, time
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fer_nb.demo import Predictor, process_video, sample_path
-from fer_nb.synthetic import face_grid, group_photo, write_crowd_clip
-
-def jpeg(im, q=90):
-    b = io.BytesIO(); im.save(b, 'JPEG', quality=q); return b.getvalue()
+from fer_nb.synthetic import face_grid, group_photo, jpeg_bytes, sample_frame, write_crowd_clip
 
 def photos(a):
     "name → JPEG bytes."
-    return {'astronaut 512²': jpeg(a), '640×480': jpeg(a.crop((0, 64, 512, 448)).resize((640, 480), Image.BICUBIC)),
-            'group 1200×630 (6)': jpeg(group_photo(a)[0]), 'grid 960×800 (30)': jpeg(face_grid(a)),
-            '12 MP 4000×3000': jpeg(a.resize((4000, 3000), Image.BICUBIC), 85)}
+    return {'astronaut 512²': jpeg_bytes(a), '640×480': jpeg_bytes(sample_frame(640)),
+            'group 1200×630 (6)': jpeg_bytes(group_photo(a)[0]), 'grid 960×800 (30)': jpeg_bytes(face_grid(a)),
+            '12 MP 4000×3000': jpeg_bytes(a.resize((4000, 3000), Image.BICUBIC), 85)}
 
 FER_SCRIPT = r"""
 import sys, time, statistics, json, os

@@ -281,14 +281,14 @@ def _cached(key:str, build, cache=None, use_cache:bool=True)->dict:
 def _read_faces(paths:list, # image files
                 names:list, # their names, for messages
                 what:str, # the dataset, for messages
-                detect=None # None: each file is a face crop; else a function photo → 48×48 crop or None
+                detect=None # None: each file is a face crop; else a function photo file → 48×48 crop or None
                )->tuple:
     "Decode images into N×48×48 uint8, (row indices kept, face found per row); unreadable files are skipped and reported once."
     imgs, ok, found, bad = [], [], [], []
     blank = np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)
     for i, (p, n) in enumerate(zip(paths, names)):
         try:
-            if detect is not None: face = detect(load_image(p))
+            if detect is not None: face = detect(p)   # the face step reads the file itself (big JPEGs decode reduced)
             else:
                 with Image.open(p) as im:
                     im.load()
@@ -409,7 +409,7 @@ def load_image_folder(root, # folder of class folders (or train/test folders of 
                       class_names:dict|None=None, # extra {folder name: our class name} mappings
                       cache=None, # cache folder (default: cache_dir())
                       use_cache:bool=True, # False: always decode the images
-                      detect=None # whole photos: a function RGB PIL image → 48×48 uint8 crop of its face, or None (no face)
+                      detect=None # whole photos: a function photo file → 48×48 uint8 crop of its largest face, or None (no face)
                      )->FaceSet:
     "Load a `root/<class>/*.png|jpg|…` tree into a FaceSet, mapping folder names onto our classes."
     root = Path(root)

@@ -40,11 +40,11 @@ def detect_format(path # a dataset path
     return 'folders'
 
 def photo_face_step(detector:str='yunet'):
-    "The face step for whole photos: RGB image → 48×48 crop of its largest face, or None."
+    "The face step for whole photos: photo (file or image) → 48×48 crop of its largest face, or None."
     from fer_nb.faces import largest_face_crop, make_detector
     det = make_detector(detector)
-    step = lambda im: largest_face_crop(im, det)
-    step.cache_key = f'{detector}-v2'   # names the cached crops; bump when the face step changes
+    step = lambda photo: largest_face_crop(photo, det)
+    step.cache_key = f'{detector}-v3'   # names the cached crops; bump when the face step changes
     return step
 
 # %% ../nbs/03_eval.ipynb #f93e62d4

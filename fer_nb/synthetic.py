@@ -11,8 +11,8 @@ from PIL import Image
 
 # %% auto #0
 __all__ = ['FERPLUS_VOTES', 'make_tiny_ferplus', 'make_ferplus_split', 'write_fer2013_csv', 'make_folder_tree', 'make_folder_set',
-           'sample_photo', 'make_photo_folder', 'group_photo', 'face_grid', 'write_crowd_clip', 'upload', 'png_bytes',
-           'write_clip']
+           'sample_photo', 'sample_frame', 'make_photo_folder', 'group_photo', 'face_grid', 'write_crowd_clip',
+           'upload', 'png_bytes', 'jpeg_bytes', 'write_clip']
 
 # %% ../nbs/07_synthetic.ipynb #dd8c70c4
 FERPLUS_VOTES = {'neutral': [10, 0, 0, 0, 0, 0, 0, 0, 0, 0], 'happiness': [0, 10, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -95,6 +95,11 @@ def sample_photo()->Image.Image:
     from skimage import data
     return Image.fromarray(data.astronaut())
 
+def sample_frame(width:int=640 # frame width; the height is 3/4 of it
+                )->Image.Image:
+    "The astronaut cropped to 4:3 and resized: a 640×480 photo, or a camera frame of any width."
+    return sample_photo().crop((0, 64, 512, 448)).resize((width, width*3//4), Image.BICUBIC)
+
 def make_photo_folder(root, # folder to create
                       per_class:int=2, # face photos per class folder
                       classes=('happy', 'neutral'), # class folder names
@@ -162,6 +167,11 @@ def png_bytes(im:Image.Image)->bytes:
     "A PIL image as PNG bytes."
     import io
     b = io.BytesIO(); im.save(b, format='PNG'); return b.getvalue()
+
+def jpeg_bytes(im:Image.Image, quality:int=90, **kw)->bytes:
+    "A PIL image as JPEG bytes, as an upload or a camera would send it."
+    import io
+    b = io.BytesIO(); im.save(b, format='JPEG', quality=quality, **kw); return b.getvalue()
 
 def write_clip(path, # the .mp4 to write
                frames:int=8, # frames; the head is in all but the last two

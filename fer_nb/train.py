@@ -356,7 +356,8 @@ def adjusted_loss(logits:torch.Tensor, # N×C raw model outputs
 
 # %% ../nbs/02_train.ipynb #24ae04b4
 def setup(cfg:dict, # a config from make_config
-          prior:torch.Tensor # C class frequencies of the training targets
+          prior:torch.Tensor, # C class frequencies of the training targets
+          n_train:int # training faces (the schedule counts steps)
          )->RunState:
     "The model, optimiser, scaler, EMA and schedule of a run."
     rank, world, device = _dist_setup(cfg)
@@ -369,17 +370,13 @@ def setup(cfg:dict, # a config from make_config
     amp = cfg['amp'] if cfg['amp'] != 'auto' else ('bf16' if device.type == 'cuda' else 'none')
     ddp_model = (nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
                  if world > 1 else model)
+    steps_per_epoch = max(1, n_train//cfg['batch_size'])
     return RunState(cfg=cfg, model=model, ddp_model=ddp_model, opt=make_optimizer(model, cfg),
                     scaler=torch.amp.GradScaler(device.type, enabled=amp == 'fp16'),
                     ema=ModelEMA(model, cfg['ema']) if cfg['ema'] else None, device=device, rank=rank, world=world,
                     amp_dtype={'bf16': torch.bfloat16, 'fp16': torch.float16}.get(amp), log_prior=prior.to(device).log(),
-                    steps_per_epoch=0, total_steps=0, warmup_steps=0)
-
-def _schedule(st:RunState, n_train:int):
-    "Steps per epoch, total steps and warm-up steps for `n_train` faces."
-    st.steps_per_epoch = max(1, n_train//st.cfg['batch_size'])
-    st.total_steps = st.cfg['epochs']*st.steps_per_epoch
-    st.warmup_steps = int(st.cfg['warmup_epochs']*st.steps_per_epoch)
+                    steps_per_epoch=steps_per_epoch, total_steps=cfg['epochs']*steps_per_epoch,
+                    warmup_steps=int(cfg['warmup_epochs']*steps_per_epoch))
 
 # %% ../nbs/02_train.ipynb #beefab10
 def restore(st:RunState, last_path:Path)->tuple:
@@ -472,7 +469,7 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
     # data, model, optimiser
     xtr, ttr, xva, yva, classes = data if data is not None else load_data(cfg)
     prior = class_prior(ttr)
-    st = setup(cfg, prior); _schedule(st, len(xtr))
+    st = setup(cfg, prior, len(xtr))
     xtr, ttr = xtr.to(st.device), ttr.to(st.device)
     recal_faces = xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg['seed']))[:cfg['bn_recal']].to(st.device)]
     # restore an interrupted run

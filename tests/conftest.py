@@ -1,4 +1,4 @@
-import os, sys
+import contextlib, os, sys
 from pathlib import Path
 import pytest
 
@@ -17,3 +17,56 @@ def env(tmp_path):
     e = dict(os.environ, FER_NB_CACHE=str(tmp_path/'cache'), FER_NB_PAPERMILL='1', PYTHONWARNINGS='ignore')
     e.pop('IN_TEST', None)
     return e
+
+def real_checkpoint():
+    "$FER_NB_CHECKPOINT, else the shipped model; None when neither exists (tests of labels skip then)."
+    from fer_nb.model import CheckpointError, shipped_model_path
+    env = os.environ.get('FER_NB_CHECKPOINT')
+    if env: return Path(env) if Path(env).is_file() else None
+    try: p = shipped_model_path()
+    except CheckpointError: return None
+    return p if p.is_file() else None
+
+def find_chromium():
+    "Debian's chromium (or $CHROMIUM), never a downloaded browser."
+    import shutil
+    for c in (os.environ.get('CHROMIUM'), shutil.which('chromium'), '/usr/bin/chromium', shutil.which('chromium-browser')):
+        if c and Path(c).is_file(): return c
+    return None
+
+def free_port()->int:
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+@contextlib.contextmanager
+def chromium(args:list):
+    "Headless Chromium (playwright driving Debian's browser) with these flags; the test skips, saying why, where it cannot run."
+    sync_api = pytest.importorskip('playwright.sync_api', reason='playwright is not installed')
+    exe = find_chromium()
+    if exe is None: pytest.skip('Chromium not found (apt-get install chromium, or set $CHROMIUM)')
+    pw = sync_api.sync_playwright().start()
+    try: b = pw.chromium.launch(executable_path=exe, args=args, headless=True)
+    except Exception as e:
+        pw.stop(); pytest.skip(f'Chromium at {exe} could not be launched: {str(e).splitlines()[0]}')
+    try: yield b
+    finally: b.close(); pw.stop()
+
+@contextlib.contextmanager
+def serving(cmd:list, cwd, log_path, ready, name:str='voila', timeout:float=120):
+    "Run a server command in its own process group until `ready()` is true; stop the whole group afterwards."
+    import signal, subprocess, time
+    log = open(log_path, 'w')
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while not ready():
+            if p.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{Path(log_path).read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield p
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        try: p.wait(20)
+        except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait()
+        log.close()

@@ -1,5 +1,5 @@
 "`fer-nb predict` over many photos: folders, globs and files mixed; CSV and JSON out; unreadable files listed, not lost."
-import json, subprocess, sys, time
+import json, subprocess, sys
 from pathlib import Path
 
 import pandas as pd

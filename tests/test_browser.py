@@ -1,11 +1,11 @@
 "The app page (nbs/app.ipynb) served by Voila (`fer-nb serve`), driven in headless Chromium: time to usable, no developer prose, upload the astronaut, read the label."
-import os, re, shutil, signal, socket, subprocess, sys, time, urllib.error, urllib.request
+import re, sys, time, urllib.error, urllib.request
 from pathlib import Path
 
 import pytest
 
 from fer_nb.demo import sample_path, voila_command
-from fer_nb.model import CheckpointError, shipped_model_path
+from conftest import chromium, free_port, real_checkpoint, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT/'nbs'/'app.ipynb'
@@ -15,21 +15,6 @@ CEILING_S = 60.0                # what this test asserts: the page becomes usabl
 DEV_PROSE = ['Parameters', 'parameters', 'test_eq', 'test_fail', 'nbdev', 'papermill', 'Traceback', 'def ', 'import ']
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                  '--disable-background-networking', '--disable-component-update', '--disable-sync']
-
-def find_chromium():
-    "Debian's chromium (or $CHROMIUM), never a downloaded browser."
-    for c in (os.environ.get('CHROMIUM'), shutil.which('chromium'), '/usr/bin/chromium', shutil.which('chromium-browser')):
-        if c and Path(c).is_file(): return c
-    return None
-
-def have_model():
-    if os.environ.get('FER_NB_CHECKPOINT'): return Path(os.environ['FER_NB_CHECKPOINT']).is_file()
-    try: return shipped_model_path().is_file()
-    except CheckpointError: return False
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 def serve_command(port:int)->list:
     "`fer-nb serve` (it serves nbs/app.ipynb)."
@@ -46,35 +31,14 @@ def answers(url:str)->bool:
 
 @pytest.fixture
 def browser():
-    sync_api = pytest.importorskip('playwright.sync_api', reason='playwright is not installed')
-    exe = find_chromium()
-    if exe is None: pytest.skip('Chromium not found (apt-get install chromium, or set $CHROMIUM)')
-    pw = sync_api.sync_playwright().start()
-    try: b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
-    except Exception as e:
-        pw.stop(); pytest.skip(f'Chromium at {exe} could not be launched: {str(e).splitlines()[0]}')
-    yield b
-    b.close(); pw.stop()
+    with chromium(CHROMIUM_ARGS) as b: yield b
 
 @pytest.fixture
 def server(tmp_path):
     "`fer-nb serve` on a free port (no browser opening); yields (URL, the time it first answered HTTP)."
-    port = free_port()
-    log = open(tmp_path/'voila.log', 'w')
-    p = subprocess.Popen(serve_command(port), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f'http://127.0.0.1:{port}/'
-    try:
-        deadline = time.time() + 120
-        while not answers(url):
-            if p.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"voila did not start:\n{(tmp_path/'voila.log').read_text()[-3000:]}")
-            time.sleep(0.1)
+    port = free_port(); url = f'http://127.0.0.1:{port}/'
+    with serving(serve_command(port), ROOT, tmp_path/'voila.log', lambda: answers(url)):
         yield url, time.perf_counter()
-    finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        try: p.wait(20)
-        except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait()
-        log.close()
 
 def test_app_has_no_developer_cells():
     "The app notebook is short: markdown for people, code that Voila hides, nothing tagged for papermill or nbdev."
@@ -86,7 +50,7 @@ def test_app_has_no_developer_cells():
         assert not c.source.lstrip().startswith('#|'), f'nbdev directive in the app page: {c.source[:40]!r}'
         if c.cell_type == 'markdown': assert not any(w in c.source for w in DEV_PROSE), c.source
 
-@pytest.mark.skipif(not have_model(), reason="no trained model: models/DEFAULT is missing and $FER_NB_CHECKPOINT is unset")
+@pytest.mark.skipif(real_checkpoint() is None, reason="no trained model: models/DEFAULT is missing and $FER_NB_CHECKPOINT is unset")
 def test_app_page_in_browser(browser, server, tmp_path):
     url, answered = server
     page = browser.new_page(viewport={'width': 1100, 'height': 900})

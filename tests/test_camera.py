@@ -1,5 +1,5 @@
 "The live camera: `handle_frame` without a browser, then the widget in Voila in headless Chromium fed by a fake camera clip."
-import os, shutil, signal, socket, subprocess, sys, time
+import socket, sys
 from pathlib import Path
 
 import numpy as np
@@ -8,26 +8,15 @@ from PIL import Image
 
 from fer_nb.camera import handle_frame, make_camera_widget
 from fer_nb.data import CLASSES
-from fer_nb.demo import Predictor, sample_path
-from fer_nb.model import CheckpointError, create_model, save_checkpoint, shipped_model_path
-
-def have_shipped():
-    if os.environ.get('FER_NB_CHECKPOINT'): return Path(os.environ['FER_NB_CHECKPOINT']).is_file()
-    try: return shipped_model_path().is_file()
-    except CheckpointError: return False
-
-def frame_640x480(fmt='JPEG')->Image.Image:
-    "The astronaut on a 640×480 frame (her photo cropped to 4:3)."
-    return Image.open(sample_path()).convert('RGB').crop((0, 64, 512, 448)).resize((640, 480), Image.BICUBIC)
-
-def jpeg(im:Image.Image, quality=70)->bytes:
-    import io
-    b = io.BytesIO(); im.save(b, 'JPEG', quality=quality); return b.getvalue()
+from fer_nb.demo import Predictor
+from fer_nb.model import create_model, save_checkpoint
+from fer_nb.synthetic import jpeg_bytes, sample_frame
+from conftest import chromium, free_port, real_checkpoint, serving
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
     "The shipped model when present (labels are meaningful), else an untrained one (labels are any class)."
-    if have_shipped(): return None
+    if real_checkpoint() is not None: return None
     path = tmp_path_factory.mktemp('ck')/'untrained.pt'
     save_checkpoint(path, create_model('resnet_fer')); return path
 
@@ -35,21 +24,21 @@ def checkpoint(tmp_path_factory):
 def predictor(checkpoint): return Predictor.load(checkpoint)
 
 def test_astronaut_frame_gives_one_labelled_face(predictor):
-    r = handle_frame(predictor, jpeg(frame_640x480()))
+    r = handle_frame(predictor, jpeg_bytes(sample_frame(), 70))
     assert (r['width'], r['height']) == (640, 480)
     assert len(r['faces']) == 1 and r['faces'][0]['label'] in CLASSES
     x, y, w, h = r['faces'][0]['box']; assert 0 <= x < 640 and 0 <= y < 480 and w > 40
-    if have_shipped(): assert r['faces'][0]['label'] == 'happiness'
+    if real_checkpoint() is not None: assert r['faces'][0]['label'] == 'happiness'
 
 @pytest.mark.parametrize('bad', [b'garbage', b'', bytearray(8), None])
 def test_garbage_gives_one_error_line(predictor, bad):
-    r = handle_frame(predictor, bad if bad is not None else jpeg(frame_640x480())[:300])
+    r = handle_frame(predictor, bad if bad is not None else jpeg_bytes(sample_frame(), 70)[:300])
     assert set(r) == {'error', 'ms'} and r['error'] and '\n' not in r['error'], r
 
 def test_widget_counts_frames(predictor):
     cam = make_camera_widget(predictor)
     sent = []; cam.send = lambda content, buffers=None: sent.append(content)
-    cam._on_frame(cam, {'type': 'frame', 'view': 'a'}, [memoryview(jpeg(frame_640x480().resize((320, 240))))])
+    cam._on_frame(cam, {'type': 'frame', 'view': 'a'}, [memoryview(jpeg_bytes(sample_frame().resize((320, 240)), 70))])
     cam._on_frame(cam, {'type': 'other'}, [])
     assert cam.frames == 1 and cam.last_label in CLASSES and sent[0]['view'] == 'a' and len(sent) == 1
 
@@ -67,19 +56,10 @@ def write_y4m(path, im:Image.Image, frames:int=10)->Path:
     return Path(path)
 
 def test_y4m_layout(tmp_path):
-    p = write_y4m(tmp_path/'clip.y4m', frame_640x480(), frames=3)
+    p = write_y4m(tmp_path/'clip.y4m', sample_frame(), frames=3)
     header = p.read_bytes().split(b'\n', 1)[0]
     assert header == b'YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg'
     assert p.stat().st_size == len(header) + 1 + 3*(6 + 640*480*3//2)
-
-def find_chromium():
-    for c in (os.environ.get('CHROMIUM'), shutil.which('chromium'), '/usr/bin/chromium', shutil.which('chromium-browser')):
-        if c and Path(c).is_file(): return c
-    return None
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 CAMERA_NB = """{"cells": [{"cell_type": "code", "execution_count": null, "id": "c1", "metadata": {}, "outputs": [], "source": [
  "from fer_nb.camera import make_camera_widget\\n", "cam = make_camera_widget(checkpoint=%s)\\n", "cam"]}],
@@ -89,40 +69,22 @@ CAMERA_NB = """{"cells": [{"cell_type": "code", "execution_count": null, "id": "
 def voila(tmp_path, checkpoint):
     "Voila serving a one-cell notebook that shows the camera widget; yields the notebook's URL."
     nb = tmp_path/'camera.ipynb'; nb.write_text(CAMERA_NB % repr(str(checkpoint) if checkpoint else None).replace("'", '\\"'))
-    port, log = free_port(), open(tmp_path/'voila.log', 'w')
-    p = subprocess.Popen([sys.executable, '-m', 'voila', str(nb), '--no-browser', f'--port={port}', '--Voila.ip=127.0.0.1'],
-                         cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with socket.create_connection(('127.0.0.1', port), timeout=2): break
-            except OSError:
-                if p.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"voila did not start:\n{(tmp_path/'voila.log').read_text()[-3000:]}")
-                time.sleep(1)
+    port = free_port()
+    def listening():
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=2): return True
+        except OSError: return False
+    with serving([sys.executable, '-m', 'voila', str(nb), '--no-browser', f'--port={port}', '--Voila.ip=127.0.0.1'],
+                 tmp_path, tmp_path/'voila.log', listening):
         yield f'http://127.0.0.1:{port}/'
-    finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        try: p.wait(20)
-        except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait()
-        log.close()
 
 @pytest.fixture
 def camera_browser(tmp_path):
     "Headless Chromium whose camera is a clip of the astronaut (permission granted by the fake UI)."
-    sync_api = pytest.importorskip('playwright.sync_api', reason='playwright is not installed')
-    exe = find_chromium()
-    if exe is None: pytest.skip('Chromium not found (apt-get install -y chromium, or set $CHROMIUM)')
-    clip = write_y4m(tmp_path/'clip.y4m', frame_640x480())
-    args = ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', f'--use-file-for-fake-video-capture={clip}',
-            '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update']
-    pw = sync_api.sync_playwright().start()
-    try: b = pw.chromium.launch(executable_path=exe, args=args, headless=True)
-    except Exception as e:
-        pw.stop(); pytest.skip(f'Chromium at {exe} could not be launched: {str(e).splitlines()[0]}')
-    yield b
-    b.close(); pw.stop()
+    clip = write_y4m(tmp_path/'clip.y4m', sample_frame())
+    with chromium(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', f'--use-file-for-fake-video-capture={clip}',
+                   '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update']) as b:
+        yield b
 
 def test_camera_widget_in_browser(camera_browser, voila, tmp_path):
     page = camera_browser.new_page(viewport={'width': 900, 'height': 800})
@@ -145,21 +107,17 @@ def test_camera_widget_in_browser(camera_browser, voila, tmp_path):
         print('voila log:', (tmp_path/'voila.log').read_text()[-3000:]); print('\n'.join(console[-30:]))
         raise
     assert label in CLASSES, (label, status)
-    if have_shipped(): assert label == 'happiness', status
+    if real_checkpoint() is not None: assert label == 'happiness', status
     assert 'updates/s' in status and 'no camera' not in status, status
 
 def test_no_camera_says_so_in_one_line(voila, tmp_path):
     "Without a camera (no fake device here) the widget shows one line: 'no camera: ' and the browser's reason."
-    sync_api = pytest.importorskip('playwright.sync_api', reason='playwright is not installed')
-    exe = find_chromium()
-    if exe is None: pytest.skip('Chromium not found (apt-get install -y chromium, or set $CHROMIUM)')
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=exe, args=['--no-sandbox', '--disable-gpu', '--deny-permission-prompts'], headless=True)
+    with chromium(['--no-sandbox', '--disable-gpu', '--deny-permission-prompts']) as b:
         page = b.new_page(); page.set_default_timeout(180_000)
         page.goto(voila, wait_until='domcontentloaded')
         page.locator('button.fer-cam-start').click()
         status = page.locator('.fer-cam-status')
         page.wait_for_function("() => (document.querySelector('.fer-cam-status')||{}).textContent?.startsWith('no camera')", timeout=60_000)
-        text = status.inner_text(); b.close()
+        text = status.inner_text()
     print(text)
     assert text.startswith('no camera: ') and '\n' not in text

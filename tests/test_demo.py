@@ -1,5 +1,5 @@
 "The demo end to end: Predictor API, `fer-nb predict|video` in subprocesses, the widget callback."
-import datetime, io, json, os, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -9,20 +9,12 @@ from PIL import Image
 
 from fer_nb.data import CLASSES, DataError, ferplus_dir
 from fer_nb.demo import Face, Predictor, classify_uploads, make_demo_widget, sample_path, voila_command
-from fer_nb.model import CheckpointError, create_model, predict_logits, save_checkpoint, shipped_model_path
+from fer_nb.model import create_model, predict_logits, save_checkpoint
 from fer_nb.synthetic import png_bytes, upload, write_clip
+from conftest import real_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)   # tiny batches; the test machine's cores are shared with other jobs
-
-def real_checkpoint():
-    "$FER_NB_CHECKPOINT, else the shipped model; None when neither exists yet."
-    env = os.environ.get('FER_NB_CHECKPOINT')
-    if env: return Path(env)
-    try:
-        p = shipped_model_path()
-        return p if p.is_file() else None
-    except CheckpointError: return None
 
 needs_model = pytest.mark.skipif(real_checkpoint() is None, reason="no trained model: models/DEFAULT is missing and $FER_NB_CHECKPOINT is unset")
 

@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from fer_nb.model import create_model, save_checkpoint
 from fer_nb.synthetic import make_folder_set, make_tiny_ferplus

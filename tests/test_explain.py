@@ -6,7 +6,8 @@ import torch
 from fer_nb.data import DataError, load_image
 from fer_nb.demo import Predictor, sample_path
 from fer_nb.explain import explain_faces, gradcam, overlay
-from fer_nb.model import CheckpointError, create_model, save_checkpoint, shipped_model_path
+from fer_nb.model import create_model, save_checkpoint
+from conftest import real_checkpoint
 
 @pytest.fixture(scope='module')
 def untrained(tmp_path_factory):
@@ -47,11 +48,7 @@ def test_no_face_and_garbage(untrained):
     assert faces == [] and maps.shape == (0, 48, 48)
     with pytest.raises(DataError): explain_faces(untrained, b'not an image')
 
-def have_shipped():
-    try: return shipped_model_path().is_file()
-    except CheckpointError: return False
-
-@pytest.mark.skipif(not have_shipped(), reason='no shipped model (models/DEFAULT)')
+@pytest.mark.skipif(real_checkpoint() is None, reason='no shipped model (models/DEFAULT) and $FER_NB_CHECKPOINT unset')
 def test_shipped_model_looks_at_the_face():
     p = Predictor.load(prior='uniform')
     faces, maps = explain_faces(p, sample_path())

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fer_nb.data import DataError, load_image
-from fer_nb.synthetic import face_grid, group_photo
+from fer_nb.synthetic import face_grid, group_photo, jpeg_bytes
 from fer_nb.faces import (FER_FRAME, FoundFace, _eye_angle, find_faces, frame_transform, largest_face_crop, load_photo,
                           make_detector)
 
@@ -15,9 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope='module')
 def astronaut(): return load_image(ROOT/'samples'/'astronaut.png')
-
-def jpeg(im, **kw):
-    b = io.BytesIO(); im.save(b, 'JPEG', **kw); return b.getvalue()
 
 def centre(box): return np.array([box[0] + box[2]/2, box[1] + box[3]/2])
 
@@ -32,7 +29,7 @@ def test_astronaut(astronaut):
 
 def test_group_photo(astronaut):
     g, heads = group_photo(astronaut)
-    faces = find_faces(jpeg(g, quality=90))
+    faces = find_faces(jpeg_bytes(g, quality=90))
     assert len(faces) == 6
     for f, h in zip(faces, heads):                     # left to right, each inside its head
         c = centre(f.box)
@@ -60,7 +57,7 @@ def test_tiny_images_hold_no_face():
 
 def test_100_megapixel_jpeg(astronaut, tmp_path):
     p = tmp_path/'huge.jpg'
-    p.write_bytes(jpeg(astronaut.resize((10000, 10000), Image.BILINEAR), quality=20))
+    p.write_bytes(jpeg_bytes(astronaut.resize((10000, 10000), Image.BILINEAR), quality=20))
     im, s = load_photo(p)
     assert s == 1/8 and im.size == (1250, 1250)
     (f,) = find_faces(p)
@@ -76,7 +73,7 @@ def test_largest_face_crop(astronaut):
     assert largest_face_crop(Image.new('RGB', (300, 200))) is None
 
 def test_bad_input_is_one_line():
-    for data, msg in [(b'', 'empty'), (b'not an image', 'not an image'), (jpeg(Image.new('RGB', (800, 600)))[:3000], 'truncated')]:
+    for data, msg in [(b'', 'empty'), (b'not an image', 'not an image'), (jpeg_bytes(Image.new("RGB", (800, 600)), 75)[:3000], "truncated")]:
         with pytest.raises(DataError, match=msg) as e: find_faces(data)
         assert '\n' not in str(e.value)
     with pytest.raises(DataError, match='unknown detector'): make_detector('yolo')
