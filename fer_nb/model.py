@@ -13,20 +13,24 @@ import numpy as np
 from .data import CLASSES, FACE_SIZE, DataError, FerError, class_names, find_file
 
 # %% auto #0
-__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'MODELS', 'PRIORS', 'FERPLUS_TRAIN_PRIOR', 'TRAINING_ONLY', 'FERNet', 'VGG13FER',
-           'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER', 'list_models', 'create_model', 'count_params',
-           'count_macs', 'model_table', 'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint',
-           'shipped_model_path', 'read_checkpoint', 'train_prior', 'prior_bias', 'load_checkpoint', 'ship_checkpoint',
-           'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx', 'onnx_parity']
+__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'MODELS', 'PRIORS', 'FERPLUS_TRAIN_PRIOR', 'TRAINING_ONLY',
+           'FERNet', 'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER',
+           'list_models', 'create_model', 'count_params', 'count_macs', 'model_table', 'CheckpointError',
+           'atomic_write', 'atomic_save', 'save_checkpoint', 'shipped_model_path', 'read_checkpoint', 'train_prior',
+           'prior_bias', 'load_checkpoint', 'ship_checkpoint', 'predict_logits', 'default_checkpoint', 'resolve_model',
+           'export_onnx', 'onnx_parity']
 
 # %% ../nbs/01_model.ipynb #9ab5a671
 FERPLUS_MEAN, FERPLUS_STD = 0.5069, 0.2542   # gray pixel mean/std of FERPlus train, in [0, 1]
+FERPLUS_FACE_STD = 0.2120                    # the typical face's own pixel std (mean over the train faces)
 
 class FERNet(nn.Module):
     "A backbone with its input contract: N×1×H×W uint8 (or float in [0, 1]) → class logits."
-    def __init__(self, backbone:nn.Module, in_size:int=FACE_SIZE, mean:float=FERPLUS_MEAN, std:float=FERPLUS_STD, num_classes:int=len(CLASSES)):
+    def __init__(self, backbone:nn.Module, in_size:int=FACE_SIZE, mean:float=FERPLUS_MEAN, std:float=FERPLUS_STD, num_classes:int=len(CLASSES),
+                 standardise:bool=False # give every face FERPlus's typical brightness and contrast first
+                ):
         super().__init__()
-        self.backbone, self.in_size = backbone, in_size
+        self.backbone, self.in_size, self.standardise = backbone, in_size, standardise
         self.register_buffer('mean', torch.tensor(float(mean)), persistent=False)
         self.register_buffer('std', torch.tensor(float(std)), persistent=False)
         # added to the logits: zero in training; load_checkpoint sets it to apply a class prior (see below)
@@ -34,8 +38,17 @@ class FERNet(nn.Module):
     def forward(self, x):
         if x.dtype == torch.uint8: x = x.float()/255
         if x.ndim == 3: x = x.unsqueeze(1)
+        if self.standardise: x = standardise_faces(x)
         if x.shape[-1] != self.in_size: x = F.interpolate(x, size=(self.in_size, self.in_size), mode='bilinear', align_corners=False)
         return self.backbone((x - self.mean)/self.std) + self.logit_bias
+
+def standardise_faces(x:torch.Tensor, # N×1×H×W floats in [0, 1]
+                      eps:float=0.02 # std floor: a nearly flat image is not blown up into noise
+                     )->torch.Tensor:
+    "Each face shifted and stretched to FERPlus's mean brightness and typical per-face contrast."
+    mu = x.mean((-2, -1), keepdim=True)
+    sd = (x - mu).square().mean((-2, -1), keepdim=True).sqrt()
+    return (x - mu)/sd.clamp_min(eps)*FERPLUS_FACE_STD + FERPLUS_MEAN
 
 # %% ../nbs/01_model.ipynb #38b50ced
 def _conv_bn(ci, co, k=3, s=1, groups=1, act=True):
@@ -117,6 +130,7 @@ def create_model(name:str, # a name from list_models()
                  num_classes:int=len(CLASSES), # 7, or 8 with contempt
                  in_size:int=FACE_SIZE, # side the backbone sees; larger = upsampled inside the model
                  mean:float=FERPLUS_MEAN, std:float=FERPLUS_STD, # input normalisation (pixels in [0, 1])
+                 standardise:bool=False, # per-face brightness and contrast normalisation first (see FERNet)
                  **kw # overrides of the backbone's defaults (width, dropout, …)
                 )->FERNet:
     "Build a registered model wrapped with its input normalisation."
@@ -126,8 +140,8 @@ def create_model(name:str, # a name from list_models()
     if cls is VGG13FER: args['in_size'] = in_size
     try: backbone = cls(num_classes=num_classes, **args)
     except TypeError as e: raise DataError(f"bad option for model {name!r}: {e}") from None
-    m = FERNet(backbone, in_size=in_size, mean=mean, std=std, num_classes=num_classes)
-    m.arch = dict(name=name, num_classes=num_classes, in_size=in_size, mean=mean, std=std, kwargs=kw)
+    m = FERNet(backbone, in_size=in_size, mean=mean, std=std, num_classes=num_classes, standardise=standardise)
+    m.arch = dict(name=name, num_classes=num_classes, in_size=in_size, mean=mean, std=std, standardise=standardise, kwargs=kw)
     return m
 
 # %% ../nbs/01_model.ipynb #18164e02
@@ -251,7 +265,8 @@ def load_checkpoint(path=None, # checkpoint file; None = the shipped model
     ck = read_checkpoint(path)
     a = ck['arch']
     try:
-        m = create_model(a['name'], num_classes=a['num_classes'], in_size=a['in_size'], mean=a['mean'], std=a['std'], **a.get('kwargs', {}))
+        m = create_model(a['name'], num_classes=a['num_classes'], in_size=a['in_size'], mean=a['mean'], std=a['std'],
+                         standardise=a.get('standardise', False), **a.get('kwargs', {}))
         m.load_state_dict(ck['state_dict'])
     except (DataError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its model ({str(e).splitlines()[0][:120]})") from None

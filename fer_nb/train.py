@@ -31,6 +31,7 @@ DEFAULTS = dict(
     valid_limit=0,            # use only the first N validation faces (0 = all)
     model='resnet_fer',       # a name from fer_nb.model.list_models()
     model_kwargs={},          # overrides of the model's defaults, e.g. {width: 48}
+    standardise=False,        # the model gives each face FERPlus's mean brightness and typical contrast first (photos are darker, flatter)
     in_size=48,               # side the network sees (larger = upsampled inside the model)
     epochs=30,
     batch_size=128,           # global batch (split across DDP processes)
@@ -364,7 +365,8 @@ def setup(cfg:dict, # a config from make_config
     if cfg['threads']: torch.set_num_threads(cfg['threads'])
     if cfg['batch_size'] % world: raise ConfigError(f"batch_size {cfg['batch_size']} is not divisible by {world} processes")
     torch.manual_seed(cfg['seed'])   # same initial weights on every rank and every run
-    model = create_model(cfg['model'], num_classes=len(prior), in_size=cfg['in_size'], **cfg['model_kwargs']).to(device)
+    model = create_model(cfg['model'], num_classes=len(prior), in_size=cfg['in_size'],
+                         standardise=cfg['standardise'], **cfg['model_kwargs']).to(device)
     if cfg['init'] is not None and not cfg['resume']: _init_from(model, cfg)
     if cfg['channels_last']: model = model.to(memory_format=torch.channels_last)
     amp = cfg['amp'] if cfg['amp'] != 'auto' else ('bf16' if device.type == 'cuda' else 'none')

@@ -148,3 +148,22 @@ def test_papermill_notebook(tiny, tmp_path):
     card = json.loads(ck.with_suffix('.json').read_text())
     assert set(card['evaluations']) == {'ferplus/test[n=8]', 'ferplus/test[n=8]+flip', 'ferplus/test[n=8]@uniform'}
     assert card['model']['name'] == 'mobile_fer'
+
+def test_standardising_model_round_trips(tmp_path):
+    "A model that normalises each face keeps doing so after save/load and in its ONNX export."
+    from torch import nn
+    from fer_nb.model import FERNet, export_onnx, load_checkpoint, onnx_parity
+    save_checkpoint(tmp_path/'std.pt', create_model('mobile_fer', standardise=True), epoch=0)
+    m, ck = load_checkpoint(tmp_path/'std.pt')
+    assert ck['arch']['standardise'] and m.standardise
+    torch.manual_seed(0)   # a linear "backbone": its logits move with every pixel, so a missed step would show
+    linear = lambda std: FERNet(nn.Sequential(nn.Flatten(), nn.Linear(48*48, 7)), standardise=std).eval()
+    dark = torch.randint(20, 90, (4, 1, 48, 48), dtype=torch.uint8)
+    bright = (dark.float()*1.8 + 60).clamp(0, 255).round().to(torch.uint8)   # brighter and more contrasted
+    with torch.no_grad():
+        plain, std = linear(False), linear(True)
+        std.backbone.load_state_dict(plain.backbone.state_dict())
+        assert (plain(dark) - plain(bright)).abs().max() > 1
+        assert (std(dark) - std(bright)).abs().max() < 0.05
+    export_onnx(std, tmp_path/'std.onnx')
+    assert onnx_parity(std, tmp_path/'std.onnx', n=16) <= 1e-4
