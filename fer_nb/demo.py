@@ -3,7 +3,7 @@
 # %% ../nbs/05_demo.ipynb #cf7b3566
 from __future__ import annotations
 import base64, csv, glob, html, io, json, os, subprocess, sys, time, warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .data import CLASSES, IMAGE_EXTS, DataError, FerError, face_crop, find_file, load_image, to_gray
-from .faces import DETECT_SIDE, DETECTORS, MIN_FACE_SIDE, as_detector, find_faces, load_photo, make_detector, shrink
+from .faces import DETECT_SIDE, DETECTORS, MIN_FACE_SIDE, as_detector, find_faces, load_photo, shrink
 from .model import PRIORS, CheckpointError, atomic_write, default_checkpoint, export_onnx, load_checkpoint, predict_logits, resolve_model
 
 # %% auto #0
@@ -38,6 +38,7 @@ class Face:
     probs: dict
     score: float = 1.0
     track: int|None = None
+    crop: np.ndarray|None = field(default=None, repr=False, compare=False)   # the S×S gray face the model saw (not in to_dict)
 
     @property
     def confidence(self)->float: return self.probs[self.label]
@@ -88,7 +89,7 @@ class Predictor:
                 ):
         self.model, self.classes, self.input_size, self.max_side, self.device = model.eval(), tuple(classes), input_size, max_side, device
         self.session = session
-        self.detector = (make_detector(detector, device=device) if detector in ('mtcnn', 'none', None) else as_detector(detector))
+        self.detector = as_detector(detector, device)
         self.margin, self.align = (margin if margin is not None else getattr(self.detector, 'margin', 0.0)), align
 
     @classmethod
@@ -173,8 +174,8 @@ def _predict(self, image, # path, bytes, file object, PIL image or numpy array
         boxes, scores = [f.box for f in found], [f.score for f in found]
         crops = np.stack([f.crop for f in found]) if found else np.zeros((0, self.input_size, self.input_size), np.uint8)
     probs = self.classify(crops)
-    return [Face(tuple(b), self.classes[int(p.argmax())], dict(zip(self.classes, map(float, p))), float(sc))
-            for b, sc, p in zip(boxes, scores, probs)]
+    return [Face(tuple(b), self.classes[int(p.argmax())], dict(zip(self.classes, map(float, p))), float(sc), crop=c)
+            for b, sc, p, c in zip(boxes, scores, probs, crops)]
 Predictor.predict = _predict
 Predictor.__call__ = _predict
 
@@ -398,11 +399,12 @@ def _save_picture(im:Image.Image, dest:Path):
 
 def explain_picture(predictor:Predictor, # the Predictor to use
                     image, # the photo (anything Predictor.predict reads)
-                    max_side:int|None=None # shrink the picture to this first
+                    max_side:int|None=None, # shrink the picture to this first
+                    faces:list|None=None # the photo's Faces from predictor.predict, if at hand (their crops are reused)
                    )->Image.Image:
     "The photo with each face's Grad-CAM heat map, box and label (fer_nb.explain)."
     from fer_nb.explain import explain_faces, overlay   # explain builds on this module: imported when needed
-    faces, maps = explain_faces(predictor, image)
+    faces, maps = explain_faces(predictor, image, faces=faces)
     return overlay(image, faces, maps, max_side=max_side)
 
 # %% ../nbs/05_demo.ipynb #c1fb34b7
@@ -416,7 +418,7 @@ def _predict_cmd(args)->int:
     for p, faces, err in predict_each(paths, pred, detect='never' if args.detector == 'none' else 'auto'):
         results.append((p, faces, err))
         if faces is not None and args.annotate: _save_picture(annotate(p, faces), _picture_path(Path(args.annotate), p, root))
-        if faces is not None and args.explain: _save_picture(explain_picture(pred, p), _picture_path(Path(args.explain), p, root))
+        if faces is not None and args.explain: _save_picture(explain_picture(pred, p, faces=faces), _picture_path(Path(args.explain), p, root))
     secs, df = time.perf_counter() - t0, results_frame(results, pred.classes)
     if args.csv: _write_out(args.csv, df.to_csv(index=False))        # written even when nothing was readable: the list of what failed
     if args.json: _write_out(args.json, json.dumps(results_json(results), indent=1))

@@ -75,33 +75,18 @@ def gradcam(model:nn.Module, # a FERNet (N×1×S×S uint8, or float in [0, 1] �
     cam = cam - cam.amin((1, 2), keepdim=True)
     return (cam/cam.amax((1, 2), keepdim=True).clamp_min(1e-8)).detach().cpu().numpy().astype(np.float32)
 
-# %% ../nbs/08_explain.ipynb #cace30f2
-def _faces_and_crops(predictor:Predictor, image, name=None)->tuple:
-    "(Faces, N×S×S crops) of a photo, as Predictor.predict(image) finds them."
-    from fer_nb.data import face_crop, to_gray
-    im, s0 = load_photo(image, name=name, min_side=predictor.max_side)
-    S = predictor.input_size
-    if predictor.detector is None or max(im.size) <= 2*S:   # a face crop already (predict's detect='auto')
-        W, H = im.size; s = min(W, H)
-        found = [(((W - s)//2, (H - s)//2, s, s), 1.0, face_crop(to_gray(im), None, S))] if s >= 24 else []
-    else: found = [(f.box, f.score, f.crop) for f in predictor.find(im, s0)]
-    crops = np.stack([c for *_, c in found]) if found else np.zeros((0, S, S), np.uint8)
-    probs = predictor.classify(crops)
-    faces = [Face(tuple(b), predictor.classes[int(p.argmax())], dict(zip(predictor.classes, map(float, p))), float(sc))
-             for (b, sc, _), p in zip(found, probs)]
-    return faces, crops
-
 # %% ../nbs/08_explain.ipynb #11391c23
 def explain_faces(predictor:Predictor, # a loaded Predictor
                   image, # path, bytes, file object, PIL image or numpy array
                   target=None, # None: each face's predicted label; or a class name for all faces
-                  name:str|None=None # how to call the image in error messages
+                  name:str|None=None, # how to call the image in error messages
+                  faces:list|None=None # the image's Faces from predictor.predict, if already found: no second detection
                  )->tuple:
     "(Faces as Predictor.predict gives them, N×S×S Grad-CAM maps of their labels)."
-    faces, crops = _faces_and_crops(predictor, image, name)
+    if faces is None or any(f.crop is None for f in faces): faces = predictor.predict(image, name=name)
     if not faces: return faces, np.zeros((0, predictor.input_size, predictor.input_size), np.float32)
     target = [f.label for f in faces] if target is None else target
-    return faces, gradcam(predictor.model, crops, target, classes=list(predictor.classes))
+    return faces, gradcam(predictor.model, np.stack([f.crop for f in faces]), target, classes=list(predictor.classes))
 
 # %% ../nbs/08_explain.ipynb #df886a57
 def heat_rgb(m:np.ndarray # H×W map in [0, 1]

@@ -238,12 +238,14 @@ class FoundFace:
     crop: np.ndarray
 
 @lru_cache(maxsize=None)
-def _shared_detector(name:str):
-    return YuNetDetector(min_score=0.3) if name == 'yunet-refine' else make_detector(name)
+def _shared_detector(name:str, device:str='cpu'):
+    return YuNetDetector(min_score=0.3) if name == 'yunet-refine' else make_detector(name, device=device)
 
-def as_detector(detector):
-    "A detector instance from a detector or its name (named ones are made once and shared)."
-    return _shared_detector(detector) if isinstance(detector, str) else detector
+def as_detector(detector, # a detector, its name (yunet, haar, mtcnn, none) or None
+                device='cpu' # where MTCNN runs
+               ):
+    "A detector instance from a detector or its name (named ones are made once and shared; 'none' and None give None)."
+    return _shared_detector(detector, str(device)) if isinstance(detector, str) else detector
 
 # %% ../nbs/04_faces.ipynb #4a6a77a8
 def _unpack(d)->tuple:
