@@ -274,7 +274,7 @@ def load_checkpoint(path=None, # checkpoint file; None = the shipped model
     return m.to(device).eval(), ck
 
 # %% ../nbs/01_model.ipynb #5ff128e6
-TRAINING_ONLY = ('optimizer', 'scaler', 'rng_cpu', 'ema_state_dict')
+TRAINING_ONLY = ('optimizer', 'scaler', 'rng_cpu', 'ema_state_dict', 'swa_state_dict')
 
 def ship_checkpoint(src, # a training checkpoint (best.pt or last.pt)
                     dst, # the file to write, e.g. models/<name>.pt

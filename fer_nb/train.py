@@ -61,6 +61,7 @@ DEFAULTS = dict(
     jpeg=0.0,                 # chance an image goes through JPEG at quality 15 to 60: compressed uploads
     bn_recal=2048,            # recompute BatchNorm statistics on this many clean train faces before validating (0 = off)
     ema=0.0,                  # EMA decay of the weights (0 = off; e.g. 0.999)
+    swa_epochs=0,             # SWA: the last N epochs keep the lr they start at, and their end-of-epoch weights are averaged (0 = off)
     amp='auto',               # auto | none | bf16 | fp16 (auto: bf16 on CUDA, off on CPU)
     channels_last=True,
     seed=0,
@@ -78,7 +79,7 @@ CHOICES = dict(label_mode=LABEL_MODES, optimizer=('sgd', 'adamw'), schedule=('co
                amp=('auto', 'none', 'bf16', 'fp16'), progress=('auto', 'text', 'none'), classes=(7, 8))
 POSITIVE = ('epochs', 'batch_size', 'lr', 'in_size')
 NON_NEGATIVE = ('train_limit', 'valid_limit', 'bn_recal', 'momentum', 'weight_decay', 'warmup_epochs', 'label_smoothing', 'mixup',
-                'cutmix', 'mix_prob', 'shift', 'rotate', 'scale', 'brightness', 'contrast', 'erase', 'ema', 'threads',
+                'cutmix', 'mix_prob', 'shift', 'rotate', 'scale', 'brightness', 'contrast', 'erase', 'ema', 'swa_epochs', 'threads',
                 'logit_adjust', 'gamma', 'blur', 'downscale', 'jpeg', 'distill')
 CHANCES = ('erase', 'mix_prob', 'blur', 'downscale', 'jpeg', 'distill')   # probabilities and weights: at most 1
 
@@ -130,6 +131,7 @@ def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
         if cfg[k] < 0: raise ConfigError(f"{k} must not be negative, got {cfg[k]!r}")
     for k in CHANCES:
         if cfg[k] > 1: raise ConfigError(f"{k} is a chance and must be at most 1, got {cfg[k]!r}")
+    if cfg['swa_epochs'] > cfg['epochs']: raise ConfigError(f"swa_epochs ({cfg['swa_epochs']}) cannot exceed epochs ({cfg['epochs']})")
     for k in ('ema', 'label_smoothing'):
         if cfg[k] >= 1: raise ConfigError(f"{k} must be below 1, got {cfg[k]!r}")
     if cfg['model'] not in list_models(): raise ConfigError(f"unknown model {cfg['model']!r}: use one of {', '.join(list_models())}")
@@ -303,8 +305,13 @@ class RunState:
     cfg:dict; model:nn.Module; ddp_model:nn.Module; opt:torch.optim.Optimizer; scaler:torch.amp.GradScaler
     ema:ModelEMA|None; device:torch.device; rank:int; world:int; amp_dtype:torch.dtype|None
     log_prior:torch.Tensor; steps_per_epoch:int; total_steps:int; warmup_steps:int
+    swa:torch.optim.swa_utils.AveragedModel|None = None   # the running weight average, once SWA has begun
     @property
-    def eval_model(self)->nn.Module: return self.ema.module if self.ema is not None else self.model
+    def swa_start(self)->int: return self.cfg['epochs'] - self.cfg['swa_epochs']   # first averaged epoch (0-based)
+    @property
+    def eval_model(self)->nn.Module:
+        if self.swa is not None and self.swa.n_averaged > 0: return self.swa.module
+        return self.ema.module if self.ema is not None else self.model
 
 def _progress(cfg:dict, total:int, desc:str, disable:bool):
     "A tqdm bar (text under papermill or progress='text'), or None."
@@ -378,7 +385,8 @@ def setup(cfg:dict, # a config from make_config
                     ema=ModelEMA(model, cfg['ema']) if cfg['ema'] else None, device=device, rank=rank, world=world,
                     amp_dtype={'bf16': torch.bfloat16, 'fp16': torch.float16}.get(amp), log_prior=prior.to(device).log(),
                     steps_per_epoch=steps_per_epoch, total_steps=cfg['epochs']*steps_per_epoch,
-                    warmup_steps=int(cfg['warmup_epochs']*steps_per_epoch))
+                    warmup_steps=int(cfg['warmup_epochs']*steps_per_epoch),
+                    swa=torch.optim.swa_utils.AveragedModel(model) if cfg['swa_epochs'] else None)
 
 # %% ../nbs/02_train.ipynb #beefab10
 def restore(st:RunState, last_path:Path)->tuple:
@@ -386,6 +394,7 @@ def restore(st:RunState, last_path:Path)->tuple:
     ck = read_checkpoint(last_path)
     st.model.load_state_dict(ck['state_dict']); st.opt.load_state_dict(ck['optimizer']); st.scaler.load_state_dict(ck['scaler'])
     if st.ema is not None and 'ema_state_dict' in ck: st.ema.module.load_state_dict(ck['ema_state_dict'])
+    if st.swa is not None and 'swa_state_dict' in ck: st.swa.load_state_dict(ck['swa_state_dict'])
     torch.set_rng_state(ck['rng_cpu'])
     return ck['epoch'], ck['best_valid_acc'], ck['history'], ck['train_seconds']
 
@@ -400,8 +409,10 @@ def train_epoch(st:RunState, xtr:torch.Tensor, ttr:torch.Tensor, epoch:int)->dic
     bar = _progress(cfg, st.steps_per_epoch, f"epoch {epoch+1}/{cfg['epochs']}", st.rank != 0)
     for s in range(st.steps_per_epoch):
         # learning rate for this step
+        step = epoch*st.steps_per_epoch + s
+        if st.swa is not None: step = min(step, st.swa_start*st.steps_per_epoch)   # SWA epochs hold the lr they start at
         for grp in st.opt.param_groups:
-            grp['lr'] = cfg['lr']*lr_factor(epoch*st.steps_per_epoch + s, st.total_steps, st.warmup_steps, cfg['schedule'])
+            grp['lr'] = cfg['lr']*lr_factor(step, st.total_steps, st.warmup_steps, cfg['schedule'])
         # batch: augment, mix, this rank's share
         idx = order[s*cfg['batch_size']:(s + 1)*cfg['batch_size']]
         x, t = mix(augment(xtr[idx].float().div_(255), cfg, g), ttr[idx], cfg, g)
@@ -449,7 +460,8 @@ def save_epoch(st:RunState, ck_dir:Path, log_dir:Path, row:dict, best_acc:float,
                 metrics=dict(valid_acc=row['valid_acc'], valid_bal_acc=row['valid_bal_acc'], epoch=epoch))
     if improved: save_checkpoint(ck_dir/'best.pt', st.eval_model, classes, **meta)
     save_checkpoint(ck_dir/'last.pt', st.model, classes, optimizer=st.opt.state_dict(), scaler=st.scaler.state_dict(),
-                    rng_cpu=torch.get_rng_state(), **({'ema_state_dict': st.ema.module.state_dict()} if st.ema else {}), **meta)
+                    rng_cpu=torch.get_rng_state(), **({'ema_state_dict': st.ema.module.state_dict()} if st.ema else {}),
+                    **({'swa_state_dict': st.swa.state_dict()} if st.swa is not None else {}), **meta)
     for k in ('train_loss', 'train_acc', 'valid_acc', 'valid_bal_acc', 'lr', 'images_per_s'): writer.add_scalar(k, row[k], epoch)
     writer.flush()
     fresh = epoch == 1 or not (log_dir/'history.csv').exists()
@@ -483,6 +495,7 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
     for epoch in range(start, cfg['epochs'] if stop_after is None else min(cfg['epochs'], stop_after)):
         t0 = time.time()
         fit = train_epoch(st, xtr, ttr, epoch)        # one epoch of batches
+        if st.swa is not None and epoch >= st.swa_start: st.swa.update_parameters(st.model)   # SWA: add this epoch's weights
         val = validate(st, xva, yva, recal_faces)     # precise BN, then valid
         elapsed += time.time() - t0
         row = dict(epoch=epoch + 1, train_loss=fit['train_loss'], train_acc=fit['train_acc'], **val,
