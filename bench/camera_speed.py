@@ -5,23 +5,16 @@
 Frames are the astronaut on a 4:3 frame, JPEG quality 70 as the widget's JS encodes them, at 640×480 (a full webcam
 frame) and at 320×240 (what the widget sends by default). Prints the median ms and updates/s of each; the issue's
 target is ≥ 10 updates/s on 2 threads."""
-import argparse, statistics, time
+import statistics, time
 
-import torch
 
 from fer_nb.camera import handle_frame
 from fer_nb.demo import FaceTracker, Predictor
 from fer_nb.synthetic import jpeg_bytes, sample_frame
+from common import bench_args
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--runs', type=int, default=60)
-    ap.add_argument('--checkpoint', help='default: $FER_NB_CHECKPOINT or the shipped model')
-    ap.add_argument('--runtime', default='auto', help='auto | torch | onnx')
-    a = ap.parse_args()
-    import cv2
-    torch.set_num_threads(a.threads); cv2.setNumThreads(a.threads)
+    a = bench_args(__doc__, runs=60)
     p = Predictor.load(a.checkpoint, runtime=a.runtime)
     print(f"{p} · {a.threads} threads · {a.runs} frames each")
     for width in (640, 320):

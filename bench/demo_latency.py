@@ -4,25 +4,17 @@
 
 The photo is scikit-image's astronaut, cropped to 4:3 and resized to 640×480, encoded as a JPEG (quality 90),
 so every run decodes it as a user upload would be. Prints the median ms of each stage and the total."""
-import argparse, statistics, time
+import statistics, time
 
 import numpy as np
-import torch
 
 from fer_nb.demo import Predictor
 from fer_nb.faces import load_photo
 from fer_nb.synthetic import jpeg_bytes, sample_frame
+from common import bench_args
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--runs', type=int, default=30)
-    ap.add_argument('--detector', default='yunet')
-    ap.add_argument('--checkpoint', help='default: $FER_NB_CHECKPOINT or the shipped model')
-    ap.add_argument('--runtime', default='auto', help='auto | torch | onnx')
-    a = ap.parse_args()
-    import cv2
-    torch.set_num_threads(a.threads); cv2.setNumThreads(a.threads)
+    a = bench_args(__doc__, runs=30, extra=lambda ap: ap.add_argument('--detector', default='yunet'))
     jpeg = jpeg_bytes(sample_frame(640), 90)
     pred = Predictor.load(a.checkpoint, detector=a.detector, device='cpu', runtime=a.runtime)
     stages = {k: [] for k in ('load', 'find faces', 'classify', 'total (predict)')}

@@ -7,15 +7,15 @@ a 1200×630 group photo of six astronauts (sizes and tilts vary), a 960×800 gri
 (4000×3000) upscale. Per detector: faces found and median ms per photo through `Predictor.predict` (decode, detect, align,
 classify), and the same for the `fer` package (Haar + its Keras model) when a Python with `fer` installed is given with
 --fer-python (a scratch venv: `pip install fer tensorflow-cpu`; never a fer_nb dependency). Then a 640×360 clip with six moving faces through `process_video` (tracking, annotation, mp4 writing): frames/s."""
-import argparse, statistics, sys, tempfile, time
+import statistics, sys, tempfile, time
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fer_nb.demo import Predictor, process_video, sample_path
 from fer_nb.synthetic import face_grid, group_photo, jpeg_bytes, sample_frame, write_crowd_clip
+from common import bench_args
 
 def photos(a):
     "name → JPEG bytes."
@@ -59,20 +59,14 @@ def median_ms(f, runs):
     return statistics.median(ts)*1e3
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--runs', type=int, default=20)
-    ap.add_argument('--checkpoint', help='default: $FER_NB_CHECKPOINT or the shipped model')
-    ap.add_argument('--fer-python', default='/tmp/fervenv/bin/python', help='a Python with the `fer` package (skipped if absent)')
-    a = ap.parse_args()
-    import cv2
-    torch.set_num_threads(a.threads); cv2.setNumThreads(a.threads)
+    a = bench_args(__doc__, runs=20, extra=lambda ap: ap.add_argument(
+        '--fer-python', default='/tmp/fervenv/bin/python', help='a Python with the `fer` package (skipped if absent)'))
     astro = Image.open(sample_path()).convert('RGB')
     ph = photos(astro)
     dets = ['yunet', 'haar']
     try: import facenet_pytorch; dets.append('mtcnn')
     except ImportError: print('(mtcnn skipped: facenet-pytorch not installed)')
-    preds = {d: Predictor.load(a.checkpoint, detector=d, device='cpu') for d in dets}
+    preds = {d: Predictor.load(a.checkpoint, detector=d, device='cpu', runtime=a.runtime) for d in dets}
     peer = fer_peer(a.fer_python, ph, a.threads, max(3, a.runs//2)) if Path(a.fer_python).exists() else {}
     if not peer: print(f"(fer package skipped: no working {a.fer_python})")
     print(f"end to end per photo (decode, detect, align/crop, classify), median of {a.runs} runs, {a.threads} threads, runtime={preds['yunet'].runtime}")
