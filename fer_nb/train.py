@@ -59,7 +59,7 @@ DEFAULTS = dict(
     blur=0.0,                 # chance a batch's image is Gaussian-blurred (sigma 0.4 to 1.2 px): soft or out-of-focus faces
     downscale=0.0,            # chance an image is shrunk to 12 to 32 px and blown back up: small faces in photos
     jpeg=0.0,                 # chance an image goes through JPEG at quality 15 to 60: compressed uploads
-    bn_recal=2048,            # recompute BatchNorm statistics on this many clean train faces before validating (0 = off)
+    bn_recal=2048,            # recompute BatchNorm statistics on this many augmented train faces before validating (0 = off)
     ema=0.0,                  # EMA decay of the weights (0 = off; e.g. 0.999)
     swa_epochs=0,             # SWA: the last N epochs keep the lr they start at, and their end-of-epoch weights are averaged (0 = off)
     amp='auto',               # auto | none | bf16 | fp16 (auto: bf16 on CUDA, off on CPU)
@@ -268,7 +268,7 @@ class ModelEMA:
 # %% ../nbs/02_train.ipynb #799501e6
 @torch.no_grad()
 def recalibrate_bn(model:nn.Module, # the model whose BatchNorm statistics to recompute
-                   images:torch.Tensor, # N×1×H×W uint8 clean faces
+                   images:torch.Tensor, # N×1×H×W faces (uint8, or float in [0, 1]) as training sees them
                    batch_size:int=256, channels_last:bool=False)->nn.Module:
     "Recompute every BatchNorm's running mean/var as the exact average over `images`."
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -438,10 +438,11 @@ def train_epoch(st:RunState, xtr:torch.Tensor, ttr:torch.Tensor, epoch:int)->dic
     return dict(train_loss=loss_sum/seen, train_acc=correct/seen, images_per_s=seen/secs, train_seconds=secs)
 
 # %% ../nbs/02_train.ipynb #882dc504
-def validate(st:RunState, xva:torch.Tensor, yva:torch.Tensor, recal_faces:torch.Tensor)->dict:
+def validate(st:RunState, xva:torch.Tensor, yva:torch.Tensor, recal_faces:torch.Tensor # augmented train faces for precise BN
+            )->dict:
     "Valid accuracy (train prior) and balanced accuracy (uniform prior) of the evaluated model."
     cfg, m = st.cfg, st.eval_model
-    if cfg['bn_recal']: recalibrate_bn(m, recal_faces, channels_last=cfg['channels_last'])
+    if cfg['bn_recal'] or (st.swa is not None and m is st.swa.module): recalibrate_bn(m, recal_faces, channels_last=cfg['channels_last'])
     logits = predict_logits(m, xva, device=st.device, channels_last=cfg['channels_last'])
     log_prior = st.log_prior.cpu()
     prior_free = logits - (1 - cfg['logit_adjust'])*log_prior   # the model's scores without the training prior
@@ -485,7 +486,10 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
     prior = class_prior(ttr)
     st = setup(cfg, prior, len(xtr))
     xtr, ttr = xtr.to(st.device), ttr.to(st.device)
-    recal_faces = xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg['seed']))[:cfg['bn_recal']].to(st.device)]
+    pick = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg['seed']))[:max(cfg['bn_recal'], 2048 if st.swa else 0)]
+    # precise-BN faces as training sees them: statistics of clean faces do not fit weights trained on degraded ones
+    recal_faces = (augment(xtr[pick.to(st.device)].float().div(255), cfg, torch.Generator(device=st.device).manual_seed(cfg['seed']))
+                   if len(pick) else xtr[:0])
     # restore an interrupted run
     start, best_acc, history, elapsed = restore(st, ck_dir/'last.pt') if cfg['resume'] else (0, -1.0, [], 0.0)
     writer = None
