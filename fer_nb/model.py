@@ -278,13 +278,16 @@ TRAINING_ONLY = ('optimizer', 'scaler', 'rng_cpu', 'ema_state_dict', 'swa_state_
 
 def ship_checkpoint(src, # a training checkpoint (best.pt or last.pt)
                     dst, # the file to write, e.g. models/<name>.pt
-                    half:bool=True # store weights as float16
+                    half:bool=True, # store weights as float16
+                    standardise:bool|None=None # switch per-face normalisation (see FERNet) on or off; None: as trained
                    )->Path:
     "A compact inference checkpoint from a training one (atomic write)."
     ck = read_checkpoint(src)
     sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck['state_dict'].items()}
     out = {k: v for k, v in ck.items() if k not in TRAINING_ONLY}
     out['state_dict'] = sd; out['weights_dtype'] = 'float16' if half else 'float32'
+    if standardise is not None and bool(standardise) != bool(ck['arch'].get('standardise', False)):
+        out['arch'] = dict(ck['arch'], standardise=bool(standardise)); out['standardise_at_shipping'] = bool(standardise)
     return atomic_save(out, dst)
 
 # %% ../nbs/01_model.ipynb #855dd486
