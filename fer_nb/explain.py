@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .data import DataError, load_image
-from .faces import load_photo, shrink
+from .faces import shrink
 from .demo import Face, Predictor, annotate
 
 # %% auto #0
