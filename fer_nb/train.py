@@ -102,18 +102,32 @@ def _coerce(key, value, default):
     elif isinstance(value, type(default)): return value
     raise ConfigError(f"{key} must be {type(default).__name__}, got {value!r}")
 
-def load_yaml(path)->dict:
-    "A recipe file as a dict (one-line error when missing or malformed)."
+# %% ../nbs/02_train.ipynb #3bf9eee8
+def load_yaml(path, # a recipe file; its `base:` (relative to it) is loaded first
+              _chain:tuple=() # the files already loaded above this one (cycle check)
+             )->dict:
+    "A recipe file as a dict of settings, its `base` chain merged in (one-line error when missing, malformed or cyclic)."
     import yaml
     p = Path(path)
     if not p.is_file(): raise ConfigError(f"config file not found: {p}")
     try: d = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e: raise ConfigError(f"{p}: not valid yaml ({str(e).splitlines()[0]})") from None
     if not isinstance(d, dict): raise ConfigError(f"{p}: expected a mapping of settings")
-    return d
+    if 'base' not in d: return d
+    base = d.pop('base')
+    if not isinstance(base, str) or not base: raise ConfigError(f"{p}: base must be the path of another recipe, got {base!r}")
+    chain = _chain + (p.resolve(),)
+    base_path = p.parent/base
+    if not base_path.is_file(): raise ConfigError(f"{p}: base recipe not found: {base_path} (base is relative to the file that names it)")
+    if base_path.resolve() in chain:
+        raise ConfigError(f"{p}: base recipes form a cycle: {' -> '.join(f.name for f in chain + (base_path.resolve(),))}")
+    merged = {**load_yaml(base_path, chain), **d}
+    if 'run' not in d: merged['run'] = p.stem   # never write into the base's checkpoints by accident
+    return merged
 
 # %% ../nbs/02_train.ipynb #e00b0d78
 def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
+                check_files:bool=True, # refuse an `init` or `teachers` checkpoint that does not exist (off: just show the settings)
                 **overrides # settings that win over the recipe
                )->dict:
     "DEFAULTS ← recipe ← overrides, validated."
@@ -137,9 +151,9 @@ def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
     if cfg['model'] not in list_models(): raise ConfigError(f"unknown model {cfg['model']!r}: use one of {', '.join(list_models())}")
     if not isinstance(cfg['model_kwargs'], dict): raise ConfigError("model_kwargs must be a mapping")
     if not cfg['run'] or '/' in cfg['run']: raise ConfigError(f"run must be a plain name, got {cfg['run']!r}")
-    if cfg['init'] is not None and not Path(str(cfg['init'])).is_file(): raise ConfigError(f"init checkpoint not found: {cfg['init']}")
+    if check_files and cfg['init'] is not None and not Path(str(cfg['init'])).is_file(): raise ConfigError(f"init checkpoint not found: {cfg['init']}")
     if not isinstance(cfg['teachers'], list): raise ConfigError("teachers must be a list of checkpoint paths")
-    missing = [t for t in cfg['teachers'] if not Path(str(t)).is_file()]
+    missing = [t for t in cfg['teachers'] if check_files and not Path(str(t)).is_file()]
     if missing: raise ConfigError(f"teacher checkpoint(s) not found: {', '.join(map(str, missing))}")
     if cfg['distill'] and not cfg['teachers']: raise ConfigError("distill needs teachers (checkpoints to learn from)")
     return cfg
@@ -526,7 +540,10 @@ def parse_sets(pairs:list)->dict:
     return out
 
 def _train_cmd(args)->int:
-    cfg = make_config(args.config, **parse_sets(args.set), **({'resume': True} if args.resume else {}))
+    cfg = make_config(args.config, check_files=not args.print_config, **parse_sets(args.set), **({'resume': True} if args.resume else {}))
+    if args.print_config:   # the settings a run would use, its recipe chain resolved; nothing is trained
+        import yaml
+        print(yaml.safe_dump(cfg, sort_keys=False), end=''); return 0
     s = train(cfg)
     print(json.dumps({k: v for k, v in s.items() if k != 'history'}), flush=True)   # one line per rank
     if dist.is_initialized(): dist.destroy_process_group()
@@ -538,4 +555,5 @@ def add_cli(sub):
     p.add_argument('--config', help='a yaml recipe, e.g. configs/cpu.yaml')
     p.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting (repeatable)')
     p.add_argument('--resume', action='store_true', help='continue from <out_dir>/<run>/last.pt')
+    p.add_argument('--print-config', action='store_true', help='print the resolved settings as yaml and exit without training')
     p.set_defaults(func=_train_cmd)

@@ -76,3 +76,31 @@ def test_papermill_misspelt_parameter_stops_the_run(tmp_path, env, tiny_ferplus)
                        cwd=ROOT, env=dict(env, FERPLUS_DIR=str(tiny_ferplus)), capture_output=True, text=True, timeout=900)
     assert r.returncode != 0 and "'epoch'" in r.stderr
     assert not (tmp_path/'ck').exists()   # stopped before any training
+
+def test_every_recipe_in_configs_resolves_to_a_valid_config():
+    """Each shipped recipe, its `base` chain merged, holds only known settings with valid values and names its own run.
+    `init` and `teachers` point at checkpoints a fresh clone lacks, so their files are not required here."""
+    from fer_nb.train import load_yaml, make_config
+    recipes = sorted((ROOT/'configs').glob('*.yaml'))
+    assert len(recipes) >= 4
+    runs = {}
+    for p in recipes:
+        d = load_yaml(p)
+        assert 'base' not in d, p.name
+        cfg = make_config(p, check_files=False)
+        runs[p.name] = cfg['run']
+    assert len(set(runs.values())) == len(runs), runs   # no two recipes write into one run's checkpoints
+
+def test_print_config_resolves_a_recipe_chain(env):
+    """`fer-nb train --print-config` shows the settings a run would use: balanced_long.yaml states only what it changes
+    from balanced.yaml, and --set still wins; nothing is trained."""
+    import yaml
+    from fer_nb.train import load_yaml
+    r = subprocess.run([sys.executable, '-m', 'fer_nb.cli', 'train', '--config', 'configs/balanced_long.yaml',
+                        '--set', 'lr=0.05', '--print-config'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = yaml.safe_load(r.stdout)
+    parent = load_yaml(ROOT/'configs'/'balanced.yaml')
+    assert (cfg['run'], cfg['epochs'], cfg['lr']) == ('balanced_long', 50, 0.05)
+    assert all(cfg[k] == v for k, v in parent.items() if k not in ('run', 'epochs', 'lr')), 'the rest comes from balanced.yaml'
+    assert 'base' not in (ROOT/'configs'/'balanced.yaml').read_text() and 'base:' in (ROOT/'configs'/'balanced_long.yaml').read_text()
