@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
+try: import pillow_heif; pillow_heif.register_heif_opener()   # HEIC/HEIF: what iPhones save by default (AVIF is Pillow's own)
+except ImportError: pass
 
 # %% auto #0
-__all__ = ['CLASSES', 'CONTEMPT', 'LABEL_MODES', 'FERPLUS_VOTES', 'VOTE_COLUMNS', 'FERPLUS_SPLITS', 'FACE_SIZE', 'MAX_PIXELS',
-           'FERPLUS_TO_OURS', 'USAGE_TO_SPLIT', 'FOLDER_ALIASES', 'ALIAS_TO_CLASS', 'IMAGE_EXTS', 'SPLIT_NAMES',
-           'FerError', 'DataError', 'class_names', 'project_root', 'find_file', 'ferplus_dir', 'cache_dir',
-           'load_image', 'to_gray', 'square_box', 'face_crop', 'FaceSet', 'check_mode', 'process_votes',
+__all__ = ['CLASSES', 'CONTEMPT', 'LABEL_MODES', 'FERPLUS_VOTES', 'VOTE_COLUMNS', 'FERPLUS_SPLITS', 'FACE_SIZE', 'PRIORS',
+           'MAX_PIXELS', 'FERPLUS_TO_OURS', 'USAGE_TO_SPLIT', 'FOLDER_ALIASES', 'ALIAS_TO_CLASS', 'IMAGE_EXTS',
+           'SPLIT_NAMES', 'FerError', 'DataError', 'class_names', 'project_root', 'find_file', 'ferplus_dir',
+           'cache_dir', 'load_image', 'to_gray', 'square_box', 'face_crop', 'FaceSet', 'check_mode', 'process_votes',
            'ferplus_to_classes', 'load_ferplus', 'load_fer2013_csv', 'load_image_folder', 'class_names_for', 'concat',
            'ferplus_summary', 'add_cli', 'plot_class_balance', 'show_faces']
 
@@ -27,6 +29,7 @@ FERPLUS_VOTES = ('neutral', 'happiness', 'surprise', 'sadness', 'anger', 'disgus
 VOTE_COLUMNS = tuple(f'votes_{v}' for v in FERPLUS_VOTES)
 FERPLUS_SPLITS = {'train': 'FER2013Train', 'valid': 'FER2013Valid', 'test': 'FER2013Test'}
 FACE_SIZE = 48
+PRIORS = ('uniform', 'train')   # the class prior applied at the end: uniform (photos) | train (FERPlus frequencies; see fer_nb.model)
 
 class FerError(ValueError):
     "Base of every error a user can cause (bad data, checkpoint, setting, image); its message is one line."
@@ -394,7 +397,7 @@ FOLDER_ALIASES = {
     'neutral': ['neutral', 'ne', 'calm'], 'contempt': ['contempt', 'co'],
 }
 ALIAS_TO_CLASS = {a: c for c, al in FOLDER_ALIASES.items() for a in al}
-IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.gif', '.webp'}
+IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.gif', '.webp', '.heic', '.heif', '.avif'}
 SPLIT_NAMES = {'train': 'train', 'training': 'train', 'val': 'valid', 'valid': 'valid', 'validation': 'valid', 'test': 'test'}
 
 def _class_dirs(root:Path)->list:

@@ -10,15 +10,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 import numpy as np
 
-from .data import CLASSES, FACE_SIZE, DataError, FerError, class_names, find_file
+from .data import CLASSES, FACE_SIZE, PRIORS, DataError, FerError, class_names, find_file
 
 # %% auto #0
-__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'MODELS', 'PRIORS', 'FERPLUS_TRAIN_PRIOR', 'TRAINING_ONLY',
-           'FERNet', 'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER',
-           'list_models', 'create_model', 'count_params', 'count_macs', 'model_table', 'CheckpointError',
-           'atomic_write', 'atomic_save', 'save_checkpoint', 'shipped_model_path', 'read_checkpoint', 'train_prior',
-           'prior_bias', 'load_checkpoint', 'ship_checkpoint', 'predict_logits', 'default_checkpoint', 'resolve_model',
-           'export_onnx', 'onnx_parity']
+__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'MODELS', 'FERPLUS_TRAIN_PRIOR', 'TRAINING_ONLY', 'FERNet',
+           'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER', 'list_models',
+           'create_model', 'count_params', 'count_macs', 'model_table', 'CheckpointError', 'atomic_write',
+           'atomic_save', 'save_checkpoint', 'shipped_model_path', 'read_checkpoint', 'train_prior', 'prior_bias',
+           'load_checkpoint', 'ship_checkpoint', 'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx',
+           'onnx_parity']
 
 # %% ../nbs/01_model.ipynb #9ab5a671
 FERPLUS_MEAN, FERPLUS_STD = 0.5069, 0.2542   # gray pixel mean/std of FERPlus train, in [0, 1]
@@ -234,7 +234,6 @@ def read_checkpoint(path # a .pt file
     return ck
 
 # %% ../nbs/01_model.ipynb #018dea57
-PRIORS = ('uniform', 'train')
 # class frequencies of FERPlus train under crossentropy (vote) labels, in CLASSES order: measured on the 27,784 train faces
 FERPLUS_TRAIN_PRIOR = (0.08746, 0.00864, 0.02852, 0.27084, 0.13818, 0.12507, 0.34129)
 
