@@ -7,7 +7,7 @@ import argparse, importlib, os, sys
 from .data import FerError
 
 # %% auto #0
-__all__ = ['CLI_MODULES', 'build_parser', 'main']
+__all__ = ['CLI_MODULES', 'build_parser', 'main', 'run_cli']
 
 # %% ../nbs/06_cli.ipynb #f03edd8c
 CLI_MODULES = ('data', 'train', 'eval', 'demo')
@@ -37,6 +37,17 @@ def main(argv:list|None=None)->int:
         print("fer-nb: interrupted", file=sys.stderr); return 130
     except BrokenPipeError:   # the reader went away (`fer-nb predict … | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()); return 141
+
+# %% ../nbs/06_cli.ipynb #b1c2d3e5
+def run_cli(*argv # the command's arguments, e.g. 'predict', 'photo.jpg' (paths are turned into strings)
+           )->tuple:
+    "(exit code, stdout, stderr) of `fer-nb *argv`, run in this process."
+    import contextlib, io
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: code = main([str(a) for a in argv])
+        except SystemExit as e: code = e.code   # argparse's own errors (usage) exit 2
+    return code, out.getvalue(), err.getvalue()
 
 # %% ../nbs/06_cli.ipynb #7f634b0a
 if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())
