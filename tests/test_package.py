@@ -84,7 +84,7 @@ def outside(tmp_path, venv):
 def test_installed_finds_its_files(venv, outside):
     "Imported from the venv, fer_nb finds the model, YuNet, the sample and the app page in fer_nb/_bundle/."
     (v, site), (home, env) = venv, outside
-    code = ("import json, fer_nb, fer_nb.data as d\nfrom fer_nb.model import shipped_model_path\nfrom fer_nb.demo import Predictor, sample_path\n"
+    code = ("import json, fer_nb, fer_nb.data as d\nfrom fer_nb.model import shipped_model_path\nfrom fer_nb.predict import Predictor, sample_path\n"
             "p = Predictor.load()\n"
             "print(json.dumps(dict(pkg=fer_nb.__file__, model=str(shipped_model_path()), sample=str(sample_path()),"
             " app=str(d.find_file('nbs', 'app.ipynb')), yunet=str(d.find_file('models', 'yunet', 'yunet_n_640_640.onnx')),"
@@ -135,3 +135,17 @@ def test_installed_serve(venv, outside, tmp_path):
     assert 'What does this face say?' in page
     assert 'application/vnd.jupyter.widget-view+json' in page, 'the upload widget was not displayed'
     assert 'Traceback' not in page and 'error when executing' not in page.lower(), page[-3000:]
+
+def test_front_door_layout():
+    """configs/ holds at most 5 recipes a user runs; experiments/configs/ holds the rest, every one still resolving
+    (its base chain through ../../configs/); no two recipes anywhere share a run; models/ ships one checkpoint."""
+    from fer_nb.train import load_yaml, make_config
+    user, recorded = sorted((ROOT/'configs').glob('*.yaml')), sorted((ROOT/'experiments'/'configs').glob('*.yaml'))
+    assert 3 <= len(user) <= 5, [p.name for p in user]
+    assert recorded, 'experiments/configs/ is empty'
+    runs = {}
+    for p in user + recorded:
+        assert 'base' not in load_yaml(p), p
+        runs[str(p.relative_to(ROOT))] = make_config(p, check_files=False)['run']
+    assert len(set(runs.values())) == len(runs), runs   # no two recipes write into one run's checkpoints
+    assert sorted(p.name for p in (ROOT/'models').glob('*.pt')) == [(ROOT/'models'/'DEFAULT').read_text().strip()]
