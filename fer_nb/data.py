@@ -15,10 +15,12 @@ except ImportError: pass
 # %% auto #0
 __all__ = ['CLASSES', 'CONTEMPT', 'LABEL_MODES', 'FERPLUS_VOTES', 'VOTE_COLUMNS', 'FERPLUS_SPLITS', 'FACE_SIZE', 'PRIORS',
            'MAX_PIXELS', 'FERPLUS_TO_OURS', 'USAGE_TO_SPLIT', 'FOLDER_ALIASES', 'ALIAS_TO_CLASS', 'IMAGE_EXTS',
-           'SPLIT_NAMES', 'FerError', 'DataError', 'class_names', 'project_root', 'find_file', 'ferplus_dir',
-           'cache_dir', 'load_image', 'to_gray', 'square_box', 'face_crop', 'FaceSet', 'check_mode', 'process_votes',
-           'ferplus_to_classes', 'load_ferplus', 'load_fer2013_csv', 'load_image_folder', 'class_names_for', 'concat',
-           'ferplus_summary', 'add_cli', 'plot_class_balance', 'show_faces']
+           'SPLIT_NAMES', 'RAFDB_LABELS', 'RAFDB_LIST', 'RAFDB_IMAGES', 'AFFECTNET_LABELS', 'AFFECTNET_LISTS',
+           'AFFECTNET_COLUMNS', 'FerError', 'DataError', 'class_names', 'project_root', 'find_file', 'ferplus_dir',
+           'cache_dir', 'load_image', 'to_gray', 'square_box', 'box_transform', 'warp_crop', 'face_crop', 'FaceSet',
+           'check_mode', 'process_votes', 'ferplus_to_classes', 'load_ferplus', 'load_fer2013_csv', 'load_image_folder',
+           'class_names_for', 'load_rafdb', 'load_affectnet', 'concat', 'ferplus_summary', 'add_cli',
+           'plot_class_balance', 'show_faces']
 
 # %% ../nbs/00_data.ipynb #bbd757d7
 CLASSES = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise', 'neutral')
@@ -137,30 +139,57 @@ def to_gray(im)->np.ndarray:
     return np.asarray(im.convert('L'))
 
 def square_box(box, # (x, y, w, h) in pixels
-               margin:float=0.0 # widen each side by this fraction of the box size
+               margin:float=0.0 # widen each side by this fraction of the box's longer side
               )->tuple:
-    "The square (x, y, s, s) around `box`'s centre, widened by `margin`."
+    "The square (x, y, s, s) around `box`'s centre, widened by `margin` (in pixels, not rounded)."
     x, y, w, h = box
     s = max(w, h)*(1 + 2*margin); cx, cy = x + w/2, y + h/2
-    return (int(round(cx - s/2)), int(round(cy - s/2)), int(round(s)), int(round(s)))
+    return (cx - s/2, cy - s/2, s, s)
+
+def box_transform(box, # (x, y, w, h)
+                  size:int=FACE_SIZE, # side of the output crop
+                  margin:float=0.0 # widen each side by this fraction of the box's longer side
+                 )->np.ndarray:
+    "The 2×3 scale-and-shift that maps `square_box(box, margin)` onto size×size."
+    x, y, s, _ = square_box(box, margin)
+    if not s > 0: raise DataError(f"empty face box {tuple(box)}")
+    return np.array([[size/s, 0, -x*size/s], [0, size/s, -y*size/s]])
+
+# %% ../nbs/00_data.ipynb #75fc39c7
+def warp_crop(im, # the picture: PIL image, or H×W gray / H×W×3 RGB uint8 array
+              M:np.ndarray, # 2×3 transform from picture pixels to crop pixels
+              size:int=FACE_SIZE # side of the crop
+             )->np.ndarray:
+    "size×size uint8 gray crop of `im` under `M`, converting and shrinking only the region it needs."
+    import cv2
+    M = np.asarray(M, np.float64).copy()
+    W, H = im.size if isinstance(im, Image.Image) else (im.shape[1], im.shape[0])
+    inv = cv2.invertAffineTransform(M)
+    corners = inv @ np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64).T
+    x0, y0 = np.maximum(np.floor(corners.min(1)) - 2, 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(corners.max(1)) + 2, (W, H)).astype(int)
+    if x1 <= x0 or y1 <= y0: x0, y0, x1, y1 = 0, 0, W, H               # the region lies outside: replicate the border
+    region = im.crop((x0, y0, x1, y1)) if isinstance(im, Image.Image) else im[y0:y1, x0:x1]
+    g = np.ascontiguousarray(to_gray(region))                         # only the region is converted, whatever the picture's size
+    M[:, 2] += M[:, :2] @ [x0, y0]                                     # region pixels, not picture pixels
+    scale = np.sqrt(abs(np.linalg.det(M[:, :2])))
+    if scale < 0.5:                                                    # shrink with area averaging first: no aliasing
+        f = 2*scale; g = cv2.resize(g, (max(1, round(g.shape[1]*f)), max(1, round(g.shape[0]*f))), interpolation=cv2.INTER_AREA)
+        M[:, :2] /= np.array([g.shape[1]/(x1 - x0), g.shape[0]/(y1 - y0)])
+    M[:, 2] += M[:, :2] @ [0.5, 0.5] - 0.5                             # pixel centres: OpenCV samples at integer indices
+    return cv2.warpAffine(g, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 def face_crop(image, # PIL image or array (gray or RGB)
               box=None, # (x, y, w, h) face box; None = centre square of the whole image
               size:int=FACE_SIZE, # output side in pixels
               margin:float=0.0 # extra context around the box, as a fraction of its size
              )->np.ndarray:
-    "Crop → square → gray → resize: the one face preprocessing, giving size×size uint8."
-    g = to_gray(image); H, W = g.shape
+    "Crop → square → gray → resize: the one face preprocessing, giving size×size uint8 (`warp_crop` under `box_transform`)."
+    if not isinstance(image, (Image.Image, np.ndarray)): image = load_image(image)
+    W, H = image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
     if box is None:
-        s = min(H, W); box = ((W - s)//2, (H - s)//2, s, s)
-    x, y, s, _ = square_box(box, margin)
-    if s <= 0: raise DataError(f"empty face box {box}")
-    pad = max(0, -x, -y, x + s - W, y + s - H)
-    if pad: g = np.pad(g, pad, mode='edge'); x += pad; y += pad
-    crop = g[y:y+s, x:x+s]
-    if crop.shape != (size, size):
-        crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR, reducing_gap=2.0))
-    return np.ascontiguousarray(crop)
+        side = min(H, W); box = ((W - side)//2, (H - side)//2, side, side)
+    return warp_crop(image, box_transform(box, size, margin), size)
 
 # %% ../nbs/00_data.ipynb #06c8ba58
 @dataclass
@@ -327,7 +356,8 @@ def load_ferplus(root=None, # the folder with FER2013Train/Valid/Test (default: 
                  mode:str='majority', # label mode: majority, probability or crossentropy
                  classes:int=7, # 7, or 8 to keep contempt
                  cache=None, # cache folder (default: cache_dir())
-                 use_cache:bool=True # False: always decode the PNGs
+                 use_cache:bool=True, # False: always decode the PNGs
+                 reframe=None # a function N×48×48 faces → (re-framed faces, mask of failures) with a `cache_key` (see fer_nb.faces.load_ferplus_reframed)
                 )->FaceSet:
     "Load one FERPlus split with the official label processing."
     check_mode(mode); names = class_names(classes)
@@ -342,12 +372,17 @@ def load_ferplus(root=None, # the folder with FER2013Train/Valid/Test (default: 
     def build():
         imgs, ok, _ = _read_faces([d/n for n in meta.name], list(meta.name), f'FERPlus {split}')
         return {'images': imgs, 'rows': ok}
-    arr = _cached(f'ferplus-{split}-{_fingerprint(csvp, d)}', build, cache, use_cache)
+    key = f'ferplus-{split}-{_fingerprint(csvp, d)}'
+    arr = _cached(key, build, cache, use_cache)
+    if reframe is not None:   # cached beside the plain faces, under the step's own name
+        decoded = arr
+        arr = _cached(f'{key}-{reframe.cache_key}', lambda: {**dict(zip(('images', 'failed'), reframe(decoded['images']))), 'rows': decoded['rows']}, cache, use_cache)
     meta = meta.iloc[arr['rows']].reset_index(drop=True)
     keep, label = _labelled(meta, mode, classes)
     meta = meta[keep].reset_index(drop=True)
     meta.insert(0, 'source', 'ferplus'); meta.insert(1, 'split', split)
     meta['label'] = label; meta['label_name'] = [names[i] for i in label]
+    if reframe is not None: meta['reframed'] = ~arr['failed'][keep]
     return FaceSet(arr['images'][keep], meta, names)
 
 # %% ../nbs/00_data.ipynb #e4d21f70
@@ -449,6 +484,81 @@ def load_image_folder(root, # folder of class folders (or train/test folders of 
 def class_names_for(labels)->tuple:
     "The 7 classes, plus contempt when any label is contempt."
     return class_names(8 if CONTEMPT in set(labels) else 7)
+
+# %% ../nbs/00_data.ipynb #e8b50f5f
+RAFDB_LABELS = {1: 'surprise', 2: 'fear', 3: 'disgust', 4: 'happiness', 5: 'sadness', 6: 'anger', 7: 'neutral'}
+RAFDB_LIST, RAFDB_IMAGES = 'EmoLabel/list_patition_label.txt', 'Image/aligned'
+
+def _layout(root:Path, what:str, parts:list, expected:str)->Path:
+    "The first of root, root/<sub>… that holds every one of `parts`, else a one-line DataError naming the missing ones."
+    if not root.is_dir(): raise DataError(f"{what} folder not found: {root} (expected {expected})")
+    candidates = [root, *[d for d in sorted(root.iterdir()) if d.is_dir()]]
+    present = lambda base: sum((base/p).exists() for p in parts)
+    base = max(candidates, key=present)   # the folder nearest the layout names what it lacks (root on a tie)
+    if present(base) == len(parts): return base
+    raise DataError(f"{base} is not in the {what} layout: missing {' and '.join(p for p in parts if not (base/p).exists())} (expected {expected})")
+
+def _read_rafdb_list(path:Path)->pd.DataFrame:
+    "list_patition_label.txt → name, code rows (one-line error naming a bad line)."
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip(): continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) not in RAFDB_LABELS:
+            raise DataError(f"{path}:{n}: expected '<name>.jpg <label 1-7>', found {line.strip()!r}")
+        rows.append((parts[0], int(parts[1])))
+    return pd.DataFrame(rows, columns=['name', 'code'])
+
+# %% ../nbs/00_data.ipynb #be5244ed
+def load_rafdb(root, # RAF-DB's basic/ folder, or the folder above it
+               split:str|None=None, # train or test (from the file names); None = both
+               cache=None, # cache folder (default: cache_dir())
+               use_cache:bool=True # False: always decode the images
+              )->FaceSet:
+    "Load RAF-DB basic (aligned faces + list_patition_label.txt) into a FaceSet, labels in our class order."
+    if split not in (None, 'train', 'test'): raise DataError(f"RAF-DB has splits train and test, not {split!r}")
+    base = _layout(Path(root), 'RAF-DB basic', [RAFDB_LIST, RAFDB_IMAGES], 'EmoLabel/list_patition_label.txt and Image/aligned/*_aligned.jpg')
+    labels = _read_rafdb_list(base/RAFDB_LIST)
+    files = [base/RAFDB_IMAGES/name.replace('.jpg', '_aligned.jpg') for name in labels.name]
+    arr = _cached(f'rafdb-{_fingerprint(base/RAFDB_LIST, base/RAFDB_IMAGES)}',
+                  lambda: dict(zip(('images', 'rows', 'found'), _read_faces(files, list(labels.name), 'RAF-DB'))), cache, use_cache)
+    kept = labels.iloc[arr['rows']].reset_index(drop=True)
+    meta = pd.DataFrame({'source': 'rafdb', 'split': np.where(kept.name.str.startswith('test'), 'test', 'train'), 'name': kept.name,
+                         'label_name': kept.code.map(RAFDB_LABELS)})
+    meta['label'] = [CLASSES.index(c) for c in meta.label_name]
+    fs = FaceSet(arr['images'], meta[['source', 'split', 'name', 'label', 'label_name']], CLASSES)
+    return fs if split is None else fs[(fs.meta.split == split).to_numpy()]
+
+# %% ../nbs/00_data.ipynb #c9492635
+AFFECTNET_LABELS = {0: 'neutral', 1: 'happiness', 2: 'sadness', 3: 'surprise', 4: 'fear', 5: 'disgust', 6: 'anger', 7: 'contempt'}
+AFFECTNET_LISTS = {'train': 'training.csv', 'valid': 'validation.csv'}
+AFFECTNET_COLUMNS = ('subDirectory_filePath', 'face_x', 'face_y', 'face_width', 'face_height', 'expression')
+
+def load_affectnet(root, # the AffectNet folder (with Manually_Annotated_file_lists/ and Manually_Annotated_Images/)
+                   split:str='train', # train (training.csv) or valid (validation.csv)
+                   classes:int=7, # 7 drops contempt, 8 keeps it
+                   margin:float=0.0, # widen each face box by this fraction on each side
+                   cache=None, # cache folder (default: cache_dir())
+                   use_cache:bool=True # False: always decode the images
+                  )->FaceSet:
+    "Load one AffectNet list (paths, face boxes, expression ids) into a FaceSet; non-expressions (8–10) are dropped."
+    names = class_names(classes)
+    if split not in AFFECTNET_LISTS: raise DataError(f"AffectNet has splits train and valid, not {split!r}")
+    listing = f'Manually_Annotated_file_lists/{AFFECTNET_LISTS[split]}'
+    base = _layout(Path(root), 'AffectNet', [listing, 'Manually_Annotated_Images'], f'{listing} and Manually_Annotated_Images/')
+    table = pd.read_csv(base/listing)
+    missing = [c for c in AFFECTNET_COLUMNS if c not in table.columns]
+    if missing: raise DataError(f"{base/listing}: missing column(s) {', '.join(missing)} (AffectNet's lists have {', '.join(AFFECTNET_COLUMNS)}, …)")
+    table = table[table.expression.isin([k for k, c in AFFECTNET_LABELS.items() if c in names])].reset_index(drop=True)
+    boxes = table[['face_x', 'face_y', 'face_width', 'face_height']].to_numpy(np.float64)
+    jobs = [(base/'Manually_Annotated_Images'/p, tuple(b)) for p, b in zip(table.subDirectory_filePath, boxes)]
+    arr = _cached(f'affectnet-{split}-{margin}-{_fingerprint(base/listing)}',
+                  lambda: dict(zip(('images', 'rows', 'found'), _read_faces(jobs, list(table.subDirectory_filePath), f'AffectNet {split}',
+                                                                          lambda job: face_crop(load_image(job[0]), job[1], margin=margin)))), cache, use_cache)
+    kept = table.iloc[arr['rows']].reset_index(drop=True)
+    meta = pd.DataFrame({'source': 'affectnet', 'split': split, 'name': kept.subDirectory_filePath, 'label_name': kept.expression.map(AFFECTNET_LABELS)})
+    meta['label'] = [names.index(c) for c in meta.label_name]
+    return FaceSet(arr['images'], meta[['source', 'split', 'name', 'label', 'label_name']], names)
 
 # %% ../nbs/00_data.ipynb #2b4f9066
 def concat(*sets:FaceSet)->FaceSet:

@@ -4,19 +4,22 @@
 from __future__ import annotations
 import io, os, warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .data import FACE_SIZE, MAX_PIXELS, DataError, load_image, find_file
+import pandas as pd
+
+from .data import (CLASSES, FACE_SIZE, MAX_PIXELS, DataError, FaceSet, box_transform, find_file, load_ferplus, load_image,
+                         warp_crop, _cached, _fingerprint)   # box_transform and warp_crop: the one crop pipeline, which face_crop also uses
 
 # %% auto #0
-__all__ = ['DETECT_SIDE', 'YUNET_FILE', 'DETECTORS', 'FER_FRAME', 'REFINE_SIDE', 'REFINE_ZOOM', 'MIN_FACE_SIDE', 'load_photo',
-           'shrink', 'YuNetDetector', 'HaarDetector', 'MTCNNDetector', 'make_detector', 'frame_transform',
-           'box_transform', 'warp_crop', 'refine_landmarks', 'FoundFace', 'as_detector', 'find_faces',
-           'largest_face_crop']
+__all__ = ['DETECT_SIDE', 'YUNET_FILE', 'DETECTORS', 'FER_FRAME', 'REFINE_SIDE', 'REFINE_ZOOM', 'MIN_FACE_SIDE', 'EXPW_LIST',
+           'EXPW_IMAGES', 'REFRAME_SIDE', 'load_photo', 'shrink', 'YuNetDetector', 'HaarDetector', 'MTCNNDetector',
+           'make_detector', 'frame_transform', 'refine_landmarks', 'FoundFace', 'as_detector', 'find_faces',
+           'largest_face_crop', 'box_iou', 'box_face_crops', 'load_expw', 'reframe_faces', 'load_ferplus_reframed']
 
 # %% ../nbs/04_faces.ipynb #5aca09af
 def _jpeg_draft(data:bytes, min_side:int)->tuple:
@@ -171,37 +174,6 @@ def frame_transform(landmarks:np.ndarray, # 5×2: right eye, left eye, nose, rig
     A = s*R
     return np.hstack([A, (dst.mean(0) - A @ src.mean(0))[:, None]])
 
-def box_transform(box, # (x, y, w, h)
-                  size:int=FACE_SIZE, # side of the output crop
-                  margin:float=0.0 # widen each side by this fraction of the box's longer side
-                 )->np.ndarray:
-    "The 2×3 scale-and-shift that maps the square around `box` (widened by `margin`) onto size×size."
-    x, y, w, h = box
-    s = max(w, h)*(1 + 2*margin); cx, cy = x + w/2, y + h/2
-    return np.array([[size/s, 0, size/2 - cx*size/s], [0, size/s, size/2 - cy*size/s]])
-
-# %% ../nbs/04_faces.ipynb #9a016326
-def warp_crop(im:Image.Image, # the photo (RGB)
-              M:np.ndarray, # 2×3 transform from photo pixels to crop pixels
-              size:int=FACE_SIZE # side of the crop
-             )->np.ndarray:
-    "size×size uint8 gray crop of `im` under `M`, converting and shrinking only the region it needs."
-    import cv2
-    M = np.asarray(M, np.float64).copy()
-    inv = cv2.invertAffineTransform(M)
-    corners = inv @ np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64).T
-    x0, y0 = np.maximum(np.floor(corners.min(1)) - 2, 0).astype(int)
-    x1, y1 = np.minimum(np.ceil(corners.max(1)) + 2, im.size).astype(int)
-    if x1 <= x0 or y1 <= y0: x0, y0, (x1, y1) = 0, 0, im.size        # the region lies outside: replicate the border
-    g = np.asarray(im.crop((x0, y0, x1, y1)).convert('L'))
-    M[:, 2] += M[:, :2] @ [x0, y0]                                     # region pixels, not photo pixels
-    scale = np.sqrt(abs(np.linalg.det(M[:, :2])))
-    if scale < 0.5:                                                    # shrink with area averaging first: no aliasing
-        f = 2*scale; g = cv2.resize(g, (max(1, round(g.shape[1]*f)), max(1, round(g.shape[0]*f))), interpolation=cv2.INTER_AREA)
-        M[:, :2] /= np.array([g.shape[1]/(x1 - x0), g.shape[0]/(y1 - y0)])
-    M[:, 2] += M[:, :2] @ [0.5, 0.5] - 0.5                             # pixel centres: OpenCV samples at integer indices
-    return cv2.warpAffine(g, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
 # %% ../nbs/04_faces.ipynb #1c6ef8f1
 REFINE_SIDE, REFINE_ZOOM = 128, 1.5   # the refining look: a 128-px crop showing 1.5× the FERPlus frame
 
@@ -291,3 +263,99 @@ def largest_face_crop(image, # anything find_faces reads
     "The size×size gray crop of the largest face in `image`, or None when it has no face."
     faces = find_faces(image, detector, align=align, size=size)
     return max(faces, key=lambda f: f.box[2]*f.box[3]).crop if faces else None
+
+# %% ../nbs/04_faces.ipynb #938aa2ff
+EXPW_LIST, EXPW_IMAGES = 'label/label.lst', 'image/origin'
+
+def box_iou(a, b)->float:
+    "Intersection over union of two (x, y, w, h) boxes."
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])); ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = iw*ih; union = a[2]*a[3] + b[2]*b[3] - inter
+    return inter/union if union > 0 else 0.0
+
+def box_face_crops(image, # anything find_faces reads
+                   boxes:list, # (x, y, w, h) face boxes in the picture's pixels
+                   detector='yunet', # a detector or its name
+                   size:int=FACE_SIZE, # side of the crops
+                   min_iou:float=0.3 # a detected face must overlap a box this much to stand for it
+                  )->tuple:
+    "(N×size×size crops, aligned mask): each box cut as the face step cuts the detected face that overlaps it best, else a box crop."
+    det = as_detector(detector)
+    im, scale = load_photo(image)
+    found = find_faces(im, det, size=size, scale=scale)
+    crops, aligned = [], []
+    for b in boxes:
+        overlaps = [box_iou(b, f.box) for f in found]
+        best = int(np.argmax(overlaps)) if overlaps else -1
+        if best >= 0 and overlaps[best] >= min_iou: crops.append(found[best].crop); aligned.append(found[best].landmarks is not None)
+        else: crops.append(warp_crop(im, box_transform([v*scale for v in b], size, getattr(det, 'margin', 0.0)), size)); aligned.append(False)
+    return np.stack(crops), np.array(aligned, bool)
+
+# %% ../nbs/04_faces.ipynb #e7059423
+def _read_expw_list(path:Path)->pd.DataFrame:
+    "label.lst → one row per face (one-line error naming a bad line)."
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts: continue
+        try:
+            if len(parts) != 8 or not 0 <= int(parts[7]) <= 6: raise ValueError
+            rows.append((parts[0], int(parts[1]), *map(float, parts[2:7]), int(parts[7])))
+        except ValueError:
+            raise DataError(f"{path}:{n}: expected 'image face_id top left right bottom confidence label(0-6)', found {line.strip()!r}") from None
+    return pd.DataFrame(rows, columns=['image', 'face_id', 'top', 'left', 'right', 'bottom', 'confidence', 'code'])
+
+def load_expw(root, # the ExpW folder (label/label.lst, image/origin/)
+              detector='yunet', # the face step's detector
+              min_iou:float=0.3, # see box_face_crops
+              cache=None, # cache folder (default: cache_dir())
+              use_cache:bool=True # False: always run the face step
+             )->FaceSet:
+    "Load ExpW into a FaceSet: every labelled box of every picture cut through the face step."
+    root = Path(root)
+    if not root.is_dir(): raise DataError(f"ExpW folder not found: {root} (expected label/label.lst and image/origin/)")
+    missing = [p for p in (EXPW_LIST, EXPW_IMAGES) if not (root/p).exists()]
+    if missing: raise DataError(f"{root} is not in the ExpW layout: missing {' and '.join(missing)} (expected label/label.lst and image/origin/*.jpg)")
+    table = _read_expw_list(root/EXPW_LIST); det = as_detector(detector)
+    def build():
+        crops, aligned, ok, unreadable = np.zeros((len(table), FACE_SIZE, FACE_SIZE), np.uint8), np.zeros(len(table), bool), np.zeros(len(table), bool), []
+        for image, rows in table.groupby('image', sort=False).indices.items():   # one face step per picture, for all its boxes
+            sub = table.iloc[rows]
+            try: crops[rows], aligned[rows] = box_face_crops(root/EXPW_IMAGES/image, list(zip(sub.left, sub.top, sub.right - sub.left, sub.bottom - sub.top)), det, min_iou=min_iou)
+            except DataError: unreadable.append(image); continue
+            ok[rows] = True
+        if unreadable: warnings.warn(f"ExpW: skipped {len(unreadable)} unreadable picture(s): {', '.join(unreadable[:10])}{' …' if len(unreadable) > 10 else ''}")
+        return dict(images=crops[ok], rows=np.flatnonzero(ok), aligned=aligned[ok])
+    arr = _cached(f"expw-{getattr(det, 'name', 'none')}-{min_iou}-{_fingerprint(root/EXPW_LIST, root/EXPW_IMAGES)}", build, cache, use_cache)
+    kept = table.iloc[arr['rows']].reset_index(drop=True)
+    meta = pd.DataFrame({'source': 'expw', 'split': 'all', 'name': kept.image + '#' + kept.face_id.astype(str), 'label': kept.code,
+                         'label_name': [CLASSES[c] for c in kept.code], 'aligned': arr['aligned'].astype(bool)})
+    return FaceSet(arr['images'], meta, CLASSES)
+
+# %% ../nbs/04_faces.ipynb #8246a36d
+REFRAME_SIDE = 192   # FERPlus faces are upscaled to this before YuNet looks (the side FER_FRAME was measured at)
+
+def reframe_faces(faces:np.ndarray, # N×S×S uint8 face crops (FERPlus: 48×48)
+                  detector='yunet', # the face step's detector
+                  side:int=REFRAME_SIDE # upscale each face to this before detecting
+                 )->tuple:
+    "(the faces re-framed by the face step at their own size, mask of the faces it found none in, which are kept as they were)."
+    det = as_detector(detector); out = faces.copy(); failed = np.zeros(len(faces), bool)
+    for i, face in enumerate(faces):
+        big = Image.fromarray(face).convert('RGB').resize((side, side), Image.BICUBIC)
+        found = find_faces(big, det, size=face.shape[0], max_side=side)
+        if found: out[i] = max(found, key=lambda f: f.box[2]*f.box[3]).crop
+        else: failed[i] = True
+    return out, failed
+
+def load_ferplus_reframed(root=None, # the FERPlus folder (default: ferplus_dir())
+                          split:str='train', # train, valid or test
+                          mode:str='majority', # label mode
+                          classes:int=7, # 7, or 8 with contempt
+                          side:int=REFRAME_SIDE, # see reframe_faces
+                          cache=None, use_cache:bool=True)->FaceSet:
+    "A FERPlus split re-framed by the face step (cached); warns how many faces it found no face in."
+    step = partial(reframe_faces, side=side); step.cache_key = f'reframed-yunet{side}'
+    fs = load_ferplus(root, split, mode, classes, cache, use_cache, reframe=step)
+    if (n := int((~fs.meta.reframed).sum())): warnings.warn(f"FERPlus {split}: no face found in {n} of {len(fs)} faces; they are kept as they were")
+    return fs

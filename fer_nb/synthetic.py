@@ -10,13 +10,15 @@ import pandas as pd
 from PIL import Image
 
 # %% auto #0
-__all__ = ['FERPLUS_VOTES', 'make_tiny_ferplus', 'make_ferplus_split', 'write_fer2013_csv', 'make_folder_tree', 'make_folder_set',
-           'sample_photo', 'sample_frame', 'make_photo_folder', 'group_photo', 'face_grid', 'write_crowd_clip',
-           'upload', 'png_bytes', 'jpeg_bytes', 'write_clip']
+__all__ = ['VOTE_ROWS', 'BANDS', 'RAFDB_CODES', 'AFFECTNET_CODES', 'AFFECTNET_HEADER', 'ASTRONAUT_FACE', 'make_tiny_ferplus',
+           'make_ferplus_split', 'write_fer2013_csv', 'make_folder_tree', 'make_folder_set', 'sample_photo',
+           'sample_frame', 'make_photo_folder', 'group_photo', 'face_grid', 'write_crowd_clip', 'make_rafdb_tree',
+           'make_affectnet_tree', 'make_expw_tree', 'upload', 'png_bytes', 'jpeg_bytes', 'write_clip']
 
 # %% ../nbs/07_synthetic.ipynb #dd8c70c4
-FERPLUS_VOTES = {'neutral': [10, 0, 0, 0, 0, 0, 0, 0, 0, 0], 'happiness': [0, 10, 0, 0, 0, 0, 0, 0, 0, 0],
-                 'anger': [0, 0, 0, 0, 10, 0, 0, 0, 0, 0]}   # FERPlus vote columns: neutral, happiness, surprise, sadness, anger, ...
+# One FERPlus label.csv row of 10 votes per class we write (the columns are fer_nb.data.FERPLUS_VOTES: neutral, happiness, surprise, sadness, anger, ...)
+VOTE_ROWS = {'neutral': [10, 0, 0, 0, 0, 0, 0, 0, 0, 0], 'happiness': [0, 10, 0, 0, 0, 0, 0, 0, 0, 0],
+             'anger': [0, 0, 0, 0, 10, 0, 0, 0, 0, 0]}
 
 def make_tiny_ferplus(root, # folder to create the tree in
                       n:int=256, # training faces (valid and test get n/4 each)
@@ -24,7 +26,7 @@ def make_tiny_ferplus(root, # folder to create the tree in
                      )->Path:
     "A synthetic FERPlus tree (train/valid/test) whose classes are learnable dark/mid/bright patterns."
     rng = np.random.default_rng(seed); root = Path(root)
-    votes_for = [FERPLUS_VOTES['anger'], FERPLUS_VOTES['happiness'], FERPLUS_VOTES['neutral']]   # by brightness band
+    votes_for = [VOTE_ROWS['anger'], VOTE_ROWS['happiness'], VOTE_ROWS['neutral']]   # by brightness band
     for split, m in [('FER2013Train', n), ('FER2013Valid', n//4), ('FER2013Test', n//4)]:
         d = root/split; d.mkdir(parents=True, exist_ok=True)
         with open(d/'label.csv', 'w') as f:
@@ -154,6 +156,73 @@ def write_crowd_clip(path, # the .mp4 to write
             fr[y:y+90, x:x+90] = head
         vw.write(fr)
     vw.release(); return Path(path)
+
+# %% ../nbs/07_synthetic.ipynb #fa4c36bc
+BANDS = {'anger': 0, 'happiness': 1, 'neutral': 2}   # the brightness band of each class we write (dark, mid, bright)
+RAFDB_CODES = {'anger': 6, 'happiness': 4, 'neutral': 7}     # RAF-DB's 1–7: surprise, fear, disgust, happiness, sadness, anger, neutral
+AFFECTNET_CODES = {'anger': 6, 'happiness': 1, 'neutral': 0} # AffectNet's 0–6: neutral, happy, sad, surprise, fear, disgust, anger
+
+def _band(rng, cls:str, shape)->np.ndarray:
+    "A random face of `cls`'s brightness band."
+    return (rng.integers(0, 60, shape) + 90*BANDS[cls]).astype(np.uint8)
+
+def make_rafdb_tree(root, # folder to create; the tree goes into root/basic
+                    n:int=12, # faces: the first 3/4 train_*, the rest test_*
+                    seed:int=0)->Path:
+    "A RAF-DB basic tree: aligned 100×100 colour faces and list_patition_label.txt."
+    rng = np.random.default_rng(seed); base = Path(root)/'basic'
+    (base/'Image'/'aligned').mkdir(parents=True, exist_ok=True); (base/'EmoLabel').mkdir(parents=True, exist_ok=True)
+    lines, n_train = [], n*3//4
+    for i in range(n):
+        cls = list(BANDS)[i % 3]
+        name = f'train_{i + 1:05d}.jpg' if i < n_train else f'test_{i - n_train + 1:04d}.jpg'
+        Image.fromarray(np.repeat(_band(rng, cls, (100, 100))[..., None], 3, 2)).save(base/'Image'/'aligned'/name.replace('.jpg', '_aligned.jpg'), quality=95)
+        lines.append(f'{name} {RAFDB_CODES[cls]}')
+    (base/'EmoLabel'/'list_patition_label.txt').write_text('\n'.join(lines) + '\n')
+    return Path(root)
+
+# %% ../nbs/07_synthetic.ipynb #13f49008
+AFFECTNET_HEADER = 'subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal'
+
+def make_affectnet_tree(root, # folder to create
+                        n:int=12, # faces per list (training.csv, validation.csv), plus one row of each dropped code
+                        seed:int=0)->Path:
+    "An AffectNet tree: the two csv lists and pictures with a face box inside each."
+    rng = np.random.default_rng(seed); root = Path(root)
+    (root/'Manually_Annotated_file_lists').mkdir(parents=True, exist_ok=True)
+    for listing in ('training', 'validation'):
+        rows = [AFFECTNET_HEADER]
+        for i in range(n + 4):
+            cls = list(BANDS)[i % 3]; code = AFFECTNET_CODES[cls] if i < n else 7 + i - n   # then contempt, none, uncertain, no-face
+            rel = f'{100 + i % 2}/{listing}_{i:04d}.jpg'; (root/'Manually_Annotated_Images'/rel).parent.mkdir(parents=True, exist_ok=True)
+            picture = rng.integers(0, 255, (90, 120, 3)).astype(np.uint8)
+            x, y, side = int(rng.integers(0, 40)), int(rng.integers(0, 20)), 64
+            picture[y:y + side, x:x + side] = _band(rng, cls, (side, side))[..., None]
+            Image.fromarray(picture).save(root/'Manually_Annotated_Images'/rel, quality=95)
+            rows.append(f'{rel},{x},{y},{side},{side},"1.0;2.0",{code},0.1,-0.2')
+        (root/'Manually_Annotated_file_lists'/f'{listing}.csv').write_text('\n'.join(rows) + '\n')
+    return root
+
+# %% ../nbs/07_synthetic.ipynb #48ea22d9
+ASTRONAUT_FACE = (178, 65, 91, 111)   # YuNet's box (x, y, w, h) of the face in samples/astronaut.png (512×512)
+
+def make_expw_tree(root, # folder to create
+                   pictures:int=3, # whole pictures, each with the astronaut at another place and size
+                   seed:int=0)->Path:
+    "An ExpW tree: label/label.lst boxes over whole pictures in image/origin/ (the astronaut, labelled happy; one faceless box)."
+    rng = np.random.default_rng(seed); root = Path(root); face = sample_photo()
+    (root/'image'/'origin').mkdir(parents=True, exist_ok=True); (root/'label').mkdir(parents=True, exist_ok=True)
+    lines = []
+    for k in range(pictures):
+        side = int(rng.integers(200, 320)); px, py = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - side))
+        canvas = Image.new('RGB', (640, 480), tuple(int(v) for v in rng.integers(60, 200, 3)))
+        canvas.paste(face.resize((side, side)), (px, py)); canvas.save(root/'image'/'origin'/f'picture_{k}.jpg', quality=92)
+        x, y, w, h = (v*side/512 for v in ASTRONAUT_FACE)
+        left, top = px + x, py + y
+        lines.append(f'picture_{k}.jpg 0 {top:.0f} {left:.0f} {left + w:.0f} {top + h:.0f} 88.5 3')   # 3 = happy
+    lines.append('picture_0.jpg 1 0 0 40 40 12.0 6')   # a box on the background: no face there (6 = neutral)
+    (root/'label'/'label.lst').write_text('\n'.join(lines) + '\n')
+    return root
 
 # %% ../nbs/07_synthetic.ipynb #b4049d02
 def upload(name:str, # the file's name
