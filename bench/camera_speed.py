@@ -9,7 +9,7 @@ import statistics, time
 
 
 from fer_nb.camera import handle_frame
-from fer_nb.demo import FaceTracker, Predictor
+from fer_nb.predict import FaceTracker, Predictor
 from fer_nb.synthetic import jpeg_bytes, sample_frame
 from common import bench_args
 

@@ -8,7 +8,7 @@ import statistics, time
 
 import numpy as np
 
-from fer_nb.demo import Predictor
+from fer_nb.predict import Predictor
 from fer_nb.faces import load_photo
 from fer_nb.synthetic import jpeg_bytes, sample_frame
 from common import bench_args

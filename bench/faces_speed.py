@@ -13,7 +13,8 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fer_nb.demo import Predictor, process_video, sample_path
+from fer_nb.predict import Predictor, sample_path
+from fer_nb.apps import process_video
 from fer_nb.synthetic import face_grid, group_photo, jpeg_bytes, sample_frame, write_crowd_clip
 from common import bench_args
 

@@ -10,7 +10,7 @@ import traitlets
 from PIL import Image
 
 from .data import FerError
-from .demo import COLORS, FaceTracker, Predictor
+from .predict import COLORS, FaceTracker, Predictor
 
 # %% auto #0
 __all__ = ['CAMERA_CSS', 'CAMERA_JS', 'handle_frame', 'CameraWidget', 'make_camera_widget']

@@ -10,7 +10,7 @@ from PIL import Image
 
 from .data import DataError, load_image
 from .faces import shrink
-from .demo import Face, Predictor, annotate
+from .predict import Face, Predictor, annotate
 
 # %% auto #0
 __all__ = ['cam_layer', 'gradcam', 'explain_faces', 'heat_rgb', 'overlay']

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fer_nb.data import CLASSES, DataError
-from fer_nb.demo import Predictor, expand_inputs, predict_many
+from fer_nb.apps import Predictor, expand_inputs, predict_many
 from fer_nb.model import create_model, save_checkpoint
 from fer_nb.synthetic import make_photo_folder
 
@@ -108,7 +108,7 @@ def test_nothing_readable_is_exit_2(shots, untrained, tmp_path):
     st = pd.read_csv(tmp_path/'out.csv').status.tolist()                        # still listed
     assert len(st) == 2 and st[0] == 'empty file' and 'not an image' in st[1], st
     r = cli('predict', f'{shots}/*.gif', '--checkpoint', untrained)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"fer-nb: error: {shots}/*.gif: no photos there (.bmp .gif .jpeg .jpg .png .tif .tiff .webp)"]
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"fer-nb: error: {shots}/*.gif: no photos there (.avif .bmp .gif .heic .heif .jpeg .jpg .png .tif .tiff .webp)"]
     r = cli('predict', '--json', shots/'happy'/'face0.jpg', shots/'happy'/'face1.jpg', '--checkpoint', untrained)
     assert r.returncode == 2 and 'put the photos before --json' in r.stderr
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from fer_nb.camera import handle_frame, make_camera_widget
 from fer_nb.data import CLASSES
-from fer_nb.demo import Predictor
+from fer_nb.predict import Predictor
 from fer_nb.model import create_model, save_checkpoint
 from fer_nb.synthetic import jpeg_bytes, sample_frame
 from conftest import chromium, free_port, real_checkpoint, serving

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fer_nb.data import DataError, load_image
-from fer_nb.demo import Predictor, sample_path
+from fer_nb.predict import Predictor, sample_path
 from fer_nb.explain import explain_faces, gradcam, overlay
 from fer_nb.model import create_model, save_checkpoint
 from conftest import real_checkpoint
