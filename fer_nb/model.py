@@ -14,7 +14,8 @@ from .data import CLASSES, FACE_SIZE, PRIORS, DataError, FerError, class_names, 
 
 # %% auto #0
 __all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'MODELS', 'FERPLUS_TRAIN_PRIOR', 'TRAINING_ONLY', 'FERNet',
-           'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER', 'list_models',
+           'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER',
+           'register_model', 'vgg13', 'vgg13_half', 'resnet_fer', 'resnet_fer_wide', 'mobile_fer', 'list_models',
            'create_model', 'count_params', 'count_macs', 'model_table', 'CheckpointError', 'atomic_write',
            'atomic_save', 'save_checkpoint', 'shipped_model_path', 'read_checkpoint', 'train_prior', 'prior_bias',
            'load_checkpoint', 'ship_checkpoint', 'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx',
@@ -27,7 +28,7 @@ FERPLUS_FACE_STD = 0.2120                    # the typical face's own pixel std 
 class FERNet(nn.Module):
     "A backbone with its input contract: N×1×H×W uint8 (or float in [0, 1]) → class logits."
     def __init__(self, backbone:nn.Module, in_size:int=FACE_SIZE, mean:float=FERPLUS_MEAN, std:float=FERPLUS_STD, num_classes:int=len(CLASSES),
-                 standardise:bool=False # give every face FERPlus's typical brightness and contrast first
+                 standardise:bool=False # per-face standardisation: every face gets FERPlus's typical brightness and contrast first
                 ):
         super().__init__()
         self.backbone, self.in_size, self.standardise = backbone, in_size, standardise
@@ -40,7 +41,7 @@ class FERNet(nn.Module):
         if x.ndim == 3: x = x.unsqueeze(1)
         if self.standardise: x = standardise_faces(x)
         if x.shape[-1] != self.in_size: x = F.interpolate(x, size=(self.in_size, self.in_size), mode='bilinear', align_corners=False)
-        return self.backbone((x - self.mean)/self.std) + self.logit_bias
+        return self.backbone((x - self.mean)/self.std) + self.logit_bias   # input scaling, then the network
 
 def standardise_faces(x:torch.Tensor, # N×1×H×W floats in [0, 1]
                       eps:float=0.02 # std floor: a nearly flat image is not blown up into noise
@@ -116,29 +117,36 @@ class MobileFER(nn.Module):
     def forward(self, x): return self.head(self.features(x))
 
 # %% ../nbs/01_model.ipynb #db69c39a
-MODELS = {
-    'vgg13':       (VGG13FER,  dict(width=1.0)),
-    'vgg13_half':  (VGG13FER,  dict(width=0.5)),
-    'resnet_fer':  (ResNetFER, dict(width=32)),
-    'resnet_fer_wide': (ResNetFER, dict(width=48)),
-    'mobile_fer':  (MobileFER, dict(width=24)),
-}
+MODELS = {}   # name → builder(num_classes, in_size, **kwargs) → backbone
+
+def register_model(builder):
+    "Add `builder` to the registry under its function name."
+    MODELS[builder.__name__] = builder
+    return builder
+
+@register_model
+def vgg13(num_classes, in_size, width=1.0, **kw): return VGG13FER(num_classes, width=width, in_size=in_size, **kw)   # its head is sized by in_size
+@register_model
+def vgg13_half(num_classes, in_size, width=0.5, **kw): return VGG13FER(num_classes, width=width, in_size=in_size, **kw)
+@register_model
+def resnet_fer(num_classes, in_size, width=32, **kw): return ResNetFER(num_classes, width=width, **kw)   # global pooling: any in_size
+@register_model
+def resnet_fer_wide(num_classes, in_size, width=48, **kw): return ResNetFER(num_classes, width=width, **kw)
+@register_model
+def mobile_fer(num_classes, in_size, width=24, **kw): return MobileFER(num_classes, width=width, **kw)
 
 def list_models()->list: return sorted(MODELS)
 
 def create_model(name:str, # a name from list_models()
                  num_classes:int=len(CLASSES), # 7, or 8 with contempt
                  in_size:int=FACE_SIZE, # side the backbone sees; larger = upsampled inside the model
-                 mean:float=FERPLUS_MEAN, std:float=FERPLUS_STD, # input normalisation (pixels in [0, 1])
-                 standardise:bool=False, # per-face brightness and contrast normalisation first (see FERNet)
-                 **kw # overrides of the backbone's defaults (width, dropout, …)
+                 mean:float=FERPLUS_MEAN, std:float=FERPLUS_STD, # input scaling (pixels in [0, 1])
+                 standardise:bool=False, # per-face standardisation first (see FERNet)
+                 **kw # overrides of the entry's defaults (width, dropout, …)
                 )->FERNet:
-    "Build a registered model wrapped with its input normalisation."
+    "Build a registered model, wrapped with its input scaling."
     if name not in MODELS: raise DataError(f"unknown model {name!r}: use one of {', '.join(list_models())}")
-    cls, defaults = MODELS[name]
-    args = {**defaults, **kw}
-    if cls is VGG13FER: args['in_size'] = in_size
-    try: backbone = cls(num_classes=num_classes, **args)
+    try: backbone = MODELS[name](num_classes=num_classes, in_size=in_size, **kw)
     except TypeError as e: raise DataError(f"bad option for model {name!r}: {e}") from None
     m = FERNet(backbone, in_size=in_size, mean=mean, std=std, num_classes=num_classes, standardise=standardise)
     m.arch = dict(name=name, num_classes=num_classes, in_size=in_size, mean=mean, std=std, standardise=standardise, kwargs=kw)
@@ -262,10 +270,10 @@ def load_checkpoint(path=None, # checkpoint file; None = the shipped model
     "Rebuild the model in a checkpoint: (model in eval mode with the prior applied, checkpoint dict)."
     path = Path(path) if path is not None else shipped_model_path()
     ck = read_checkpoint(path)
-    a = ck['arch']
+    arch = ck['arch']
     try:
-        m = create_model(a['name'], num_classes=a['num_classes'], in_size=a['in_size'], mean=a['mean'], std=a['std'],
-                         standardise=a.get('standardise', False), **a.get('kwargs', {}))
+        m = create_model(arch['name'], num_classes=arch['num_classes'], in_size=arch['in_size'], mean=arch['mean'], std=arch['std'],
+                         standardise=arch.get('standardise', False), **arch.get('kwargs', {}))
         m.load_state_dict(ck['state_dict'])
     except (DataError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its model ({str(e).splitlines()[0][:120]})") from None
@@ -278,15 +286,15 @@ TRAINING_ONLY = ('optimizer', 'scaler', 'rng_cpu', 'ema_state_dict', 'swa_state_
 def ship_checkpoint(src, # a training checkpoint (best.pt or last.pt)
                     dst, # the file to write, e.g. models/<name>.pt
                     half:bool=True, # store weights as float16
-                    standardise:bool|None=None # switch per-face normalisation (see FERNet) on or off; None: as trained
+                    standardise:bool|None=None # switch per-face standardisation (see FERNet) on or off; None: as trained
                    )->Path:
     "A compact inference checkpoint from a training one (atomic write)."
-    ck = read_checkpoint(src)
-    sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in ck['state_dict'].items()}
-    out = {k: v for k, v in ck.items() if k not in TRAINING_ONLY}
-    out['state_dict'] = sd; out['weights_dtype'] = 'float16' if half else 'float32'
-    if standardise is not None and bool(standardise) != bool(ck['arch'].get('standardise', False)):
-        out['arch'] = dict(ck['arch'], standardise=bool(standardise)); out['standardise_at_shipping'] = bool(standardise)
+    trained = read_checkpoint(src)
+    weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in trained['state_dict'].items()}
+    out = {k: v for k, v in trained.items() if k not in TRAINING_ONLY}
+    out['state_dict'] = weights; out['weights_dtype'] = 'float16' if half else 'float32'
+    if standardise is not None and bool(standardise) != bool(trained['arch'].get('standardise', False)):
+        out['arch'] = dict(trained['arch'], standardise=bool(standardise)); out['standardise_at_shipping'] = bool(standardise)
     return atomic_save(out, dst)
 
 # %% ../nbs/01_model.ipynb #855dd486
