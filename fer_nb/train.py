@@ -12,151 +12,17 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import DataError, FerError, FaceSet, LABEL_MODES, class_names, ferplus_dir, load_ferplus
+from .data import (DataError, FerError, FaceSet, LABEL_MODES, class_names, ferplus_dir, load_affectnet, load_fer2013_csv, load_ferplus,
+                         load_image_folder, load_rafdb)
 from .model import create_model, list_models, predict_logits, save_checkpoint, read_checkpoint, CheckpointError
+# the settings have their own chapter (02_settings); their names stay importable from here, as configs, tests and notebooks use them
+from .settings import (CHANCES, CHOICES, DATASET_FORMATS, DEFAULTS, NON_NEGATIVE, POSITIVE, ConfigError, check_datasets, given_values,
+                             load_yaml, make_config, parse_sets)
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'CHOICES', 'POSITIVE', 'NON_NEGATIVE', 'CHANCES', 'ConfigError', 'load_yaml', 'make_config', 'degrade',
-           'augment', 'mix', 'teacher_probs', 'load_data', 'lr_factor', 'ModelEMA', 'recalibrate_bn', 'RunState',
-           'make_optimizer', 'class_prior', 'adjusted_loss', 'setup', 'restore', 'train_epoch', 'validate',
-           'save_epoch', 'train', 'parse_sets', 'add_cli']
-
-# %% ../nbs/02_train.ipynb #65ddcf75
-DEFAULTS = dict(
-    run='ferplus',            # run name: <out_dir>/<run>/{last,best}.pt and <log_dir>/<run>/
-    data_dir=None,            # FERPlus folder (None: $FERPLUS_DIR or data/raw/ferplus)
-    label_mode='crossentropy',# majority (hard labels) | probability | crossentropy (soft labels from votes)
-    classes=7,                # 7, or 8 with contempt
-    train_limit=0,            # use only the first N training faces (0 = all); for smoke tests
-    valid_limit=0,            # use only the first N validation faces (0 = all)
-    model='resnet_fer',       # a name from fer_nb.model.list_models()
-    model_kwargs={},          # overrides of the model's defaults, e.g. {width: 48}
-    standardise=False,        # the model gives each face FERPlus's mean brightness and typical contrast first (photos are darker, flatter)
-    in_size=48,               # side the network sees (larger = upsampled inside the model)
-    epochs=30,
-    batch_size=128,           # global batch (split across DDP processes)
-    optimizer='sgd',          # sgd (Nesterov momentum) | adamw
-    lr=0.1,                   # peak learning rate
-    momentum=0.9,
-    weight_decay=5e-4,
-    schedule='cosine',        # cosine | onecycle | constant
-    warmup_epochs=1.0,        # linear warm-up before the schedule
-    label_smoothing=0.0,
-    logit_adjust=0.0,         # tau: the loss sees logits + tau*log(train prior), so at 1 the model's own scores are prior-free
-    teachers=[],              # checkpoints whose averaged probabilities (training prior) become part of the targets
-    distill=0.0,              # weight of the teachers' probabilities in the targets (0 = off; e.g. 0.5)
-    mixup=0.0,                # mixup alpha (0 = off)
-    cutmix=0.0,               # cutmix alpha (0 = off)
-    mix_prob=0.5,             # chance a batch is mixed when mixup/cutmix is on
-    flip=True,                # random horizontal flip
-    shift=0.1,                # random translation, fraction of the side
-    rotate=10.0,              # random rotation, degrees
-    scale=0.1,                # random zoom, ± fraction
-    brightness=0.2,           # random brightness, ± fraction
-    contrast=0.2,             # random contrast, ± fraction
-    erase=0.5,                # chance of one random-erasing box per image
-    gamma=0.0,                # random gamma, exp(±gamma) (0 = off): lighting that brightness/contrast miss
-    blur=0.0,                 # chance a batch's image is Gaussian-blurred (sigma 0.4 to 1.2 px): soft or out-of-focus faces
-    downscale=0.0,            # chance an image is shrunk to 12 to 32 px and blown back up: small faces in photos
-    jpeg=0.0,                 # chance an image goes through JPEG at quality 15 to 60: compressed uploads
-    bn_recal=2048,            # recompute BatchNorm statistics on this many augmented train faces before validating (0 = off)
-    ema=0.0,                  # EMA decay of the weights (0 = off; e.g. 0.999)
-    swa_epochs=0,             # SWA: the last N epochs keep the lr they start at, and their end-of-epoch weights are averaged (0 = off)
-    amp='auto',               # auto | none | bf16 | fp16 (auto: bf16 on CUDA, off on CPU)
-    channels_last=True,
-    seed=0,
-    device='auto',            # auto | cpu | cuda | cuda:N
-    threads=0,                # CPU threads (0 = torch's default)
-    resume=False,             # continue from <out_dir>/<run>/last.pt
-    init=None,                # start from this checkpoint's weights (fine-tuning, or a second cosine cycle); same model
-    out_dir='checkpoints',
-    log_dir='logs',
-    progress='auto',          # auto | text | none (auto: widget in Jupyter, text elsewhere and under papermill)
-)
-
-# %% ../nbs/02_train.ipynb #5426cfe5
-CHOICES = dict(label_mode=LABEL_MODES, optimizer=('sgd', 'adamw'), schedule=('cosine', 'onecycle', 'constant'),
-               amp=('auto', 'none', 'bf16', 'fp16'), progress=('auto', 'text', 'none'), classes=(7, 8))
-POSITIVE = ('epochs', 'batch_size', 'lr', 'in_size')
-NON_NEGATIVE = ('train_limit', 'valid_limit', 'bn_recal', 'momentum', 'weight_decay', 'warmup_epochs', 'label_smoothing', 'mixup',
-                'cutmix', 'mix_prob', 'shift', 'rotate', 'scale', 'brightness', 'contrast', 'erase', 'ema', 'swa_epochs', 'threads',
-                'logit_adjust', 'gamma', 'blur', 'downscale', 'jpeg', 'distill')
-CHANCES = ('erase', 'mix_prob', 'blur', 'downscale', 'jpeg', 'distill')   # probabilities and weights: at most 1
-
-class ConfigError(FerError):
-    "A bad training setting; the message is one line."
-
-def _coerce(key, value, default):
-    "`value` as the type of `default` (ints may become floats; strings from the CLI are parsed as yaml)."
-    if isinstance(value, str) and not isinstance(default, str) and default is not None:
-        import yaml
-        try: value = yaml.safe_load(value)
-        except yaml.YAMLError: pass
-    if default is None or value is None: return value
-    if isinstance(default, bool):
-        if isinstance(value, bool): return value
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool): return value
-    elif isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
-    elif isinstance(value, type(default)): return value
-    raise ConfigError(f"{key} must be {type(default).__name__}, got {value!r}")
-
-# %% ../nbs/02_train.ipynb #3bf9eee8
-def load_yaml(path, # a recipe file; its `base:` (relative to it) is loaded first
-              _chain:tuple=() # the files already loaded above this one (cycle check)
-             )->dict:
-    "A recipe file as a dict of settings, its `base` chain merged in (one-line error when missing, malformed or cyclic)."
-    import yaml
-    p = Path(path)
-    if not p.is_file(): raise ConfigError(f"config file not found: {p}")
-    try: d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e: raise ConfigError(f"{p}: not valid yaml ({str(e).splitlines()[0]})") from None
-    if not isinstance(d, dict): raise ConfigError(f"{p}: expected a mapping of settings")
-    if 'base' not in d: return d
-    base = d.pop('base')
-    if not isinstance(base, str) or not base: raise ConfigError(f"{p}: base must be the path of another recipe, got {base!r}")
-    chain = _chain + (p.resolve(),)
-    base_path = p.parent/base
-    if not base_path.is_file(): raise ConfigError(f"{p}: base recipe not found: {base_path} (base is relative to the file that names it)")
-    if base_path.resolve() in chain:
-        raise ConfigError(f"{p}: base recipes form a cycle: {' -> '.join(f.name for f in chain + (base_path.resolve(),))}")
-    merged = {**load_yaml(base_path, chain), **d}
-    if 'run' not in d: merged['run'] = p.stem   # never write into the base's checkpoints by accident
-    return merged
-
-# %% ../nbs/02_train.ipynb #e00b0d78
-def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
-                check_files:bool=True, # refuse an `init` or `teachers` checkpoint that does not exist (off: just show the settings)
-                **overrides # settings that win over the recipe
-               )->dict:
-    "DEFAULTS ← recipe ← overrides, validated."
-    cfg = dict(DEFAULTS)
-    merged = {**(load_yaml(config_file) if config_file else {}), **overrides}
-    merged.pop('config_file', None)
-    unknown = sorted(set(merged) - set(DEFAULTS))
-    if unknown: raise ConfigError(f"unknown setting(s): {', '.join(unknown)} (see fer_nb.train.DEFAULTS)")
-    for k, v in merged.items(): cfg[k] = _coerce(k, v, DEFAULTS[k])
-    for k, options in CHOICES.items():
-        if cfg[k] not in options: raise ConfigError(f"{k} must be one of {', '.join(map(str, options))}, got {cfg[k]!r}")
-    for k in POSITIVE:
-        if not cfg[k] > 0: raise ConfigError(f"{k} must be positive, got {cfg[k]!r}")
-    for k in NON_NEGATIVE:
-        if cfg[k] < 0: raise ConfigError(f"{k} must not be negative, got {cfg[k]!r}")
-    for k in CHANCES:
-        if cfg[k] > 1: raise ConfigError(f"{k} is a chance and must be at most 1, got {cfg[k]!r}")
-    if cfg['swa_epochs'] > cfg['epochs']: raise ConfigError(f"swa_epochs ({cfg['swa_epochs']}) cannot exceed epochs ({cfg['epochs']})")
-    for k in ('ema', 'label_smoothing'):
-        if cfg[k] >= 1: raise ConfigError(f"{k} must be below 1, got {cfg[k]!r}")
-    if cfg['model'] not in list_models(): raise ConfigError(f"unknown model {cfg['model']!r}: use one of {', '.join(list_models())}")
-    if not isinstance(cfg['model_kwargs'], dict): raise ConfigError("model_kwargs must be a mapping")
-    if not cfg['run'] or '/' in cfg['run']: raise ConfigError(f"run must be a plain name, got {cfg['run']!r}")
-    if check_files and cfg['init'] is not None and not Path(str(cfg['init'])).is_file(): raise ConfigError(f"init checkpoint not found: {cfg['init']}")
-    if not isinstance(cfg['teachers'], list): raise ConfigError("teachers must be a list of checkpoint paths")
-    missing = [t for t in cfg['teachers'] if check_files and not Path(str(t)).is_file()]
-    if missing: raise ConfigError(f"teacher checkpoint(s) not found: {', '.join(map(str, missing))}")
-    if cfg['distill'] and not cfg['teachers']: raise ConfigError("distill needs teachers (checkpoints to learn from)")
-    return cfg
+__all__ = ['TRAIN_SETS', 'degrade', 'augment', 'mix', 'teacher_probs', 'load_train_set', 'mixture_weights', 'load_data',
+           'lr_factor', 'ModelEMA', 'recalibrate_bn', 'RunState', 'make_optimizer', 'class_prior', 'adjusted_loss',
+           'setup', 'restore', 'train_epoch', 'validate', 'save_epoch', 'train', 'add_cli']
 
 # %% ../nbs/02_train.ipynb #c00fee6d
 def degrade(x:torch.Tensor, # N×1×H×W float in [0, 1]
@@ -245,18 +111,57 @@ def teacher_probs(checkpoints:list, # teacher checkpoints (same classes as the d
         probs.append(predict_logits(m, x, batch_size).softmax(1).numpy())
     return (sum(probs)/len(probs)).astype(np.float32)
 
+# %% ../nbs/02_train.ipynb #88fc8fb7
+def _train_split(fs:FaceSet)->FaceSet:
+    "The train split of a set that has one, else all of it."
+    return fs[(fs.meta.split == 'train').to_numpy()] if (fs.meta.split == 'train').any() else fs
+
+def _expw(path): from fer_nb.faces import load_expw; return load_expw(path)   # the face step is needed only here
+
+TRAIN_SETS = dict(   # a `datasets` format → its training faces (format names: fer_nb.settings.DATASET_FORMATS)
+    rafdb=lambda path, classes: load_rafdb(path, 'train'),
+    affectnet=lambda path, classes: load_affectnet(path, 'train', classes),
+    expw=lambda path, classes: _expw(path),
+    folder=lambda path, classes: _train_split(load_image_folder(path)),
+    fer2013=lambda path, classes: load_fer2013_csv(path, split='train'))
+
+def load_train_set(entry:dict, # one `datasets` entry: format, path, weight
+                   classes:int=7 # 7 drops contempt faces, 8 keeps them
+                  )->FaceSet:
+    "The training faces of one `datasets` entry, in the run's class list."
+    fs = TRAIN_SETS[entry['format']](entry['path'], classes)
+    fs = fs[fs.labels < classes]   # contempt goes from a 7-class run
+    if not len(fs): raise DataError(f"{entry['format']} at {entry['path']}: no training faces")
+    return FaceSet(fs.images, fs.meta, class_names(classes))
+
+def mixture_weights(sizes:list, # faces in each source
+                    weights:list # each source's weight
+                   )->np.ndarray:
+    "Each face's chance to be drawn, so that a source's share of the draws is its weight over the sum."
+    w = np.concatenate([np.full(n, wt/n/sum(weights)) for n, wt in zip(sizes, weights)])
+    return w/w.sum()
+
+# %% ../nbs/02_train.ipynb #47f700da
 def load_data(cfg:dict)->tuple:
-    "(train images, train targets N×C, valid images, valid labels, classes) as tensors."
+    "(train images, train targets N×C, valid images, valid labels, classes, each train face's draw chance or None) as tensors."
     root = ferplus_dir(cfg['data_dir'])
-    tr = load_ferplus(root, 'train', cfg['label_mode'], cfg['classes'])
-    va = load_ferplus(root, 'valid', 'majority', cfg['classes'])
+    if cfg['reframe']: from fer_nb.faces import load_ferplus_reframed as load_split   # framed as the face step frames photos
+    else: load_split = load_ferplus
+    tr = load_split(root, 'train', cfg['label_mode'], cfg['classes'])
+    va = load_split(root, 'valid', 'majority', cfg['classes'])
     if cfg['train_limit']: tr = tr[:cfg['train_limit']]
     if cfg['valid_limit']: va = va[:cfg['valid_limit']]
     t = tr.targets(cfg['label_mode'])
     if t.ndim == 1: t = np.eye(len(tr.classes), dtype=np.float32)[t]
-    if cfg['distill']: t = (1 - cfg['distill'])*t + cfg['distill']*teacher_probs(cfg['teachers'], tr.images, tr.classes)
+    extra = [load_train_set(entry, cfg['classes']) for entry in cfg['datasets']]
+    images = np.concatenate([tr.images, *[fs.images for fs in extra]])
+    t = np.concatenate([t, *[np.eye(len(tr.classes), dtype=np.float32)[fs.labels] for fs in extra]])   # no votes: one-hot
+    draw = (mixture_weights([len(tr), *map(len, extra)], [cfg['ferplus_weight'], *[e['weight'] for e in cfg['datasets']]])
+            if extra else None)
+    if cfg['distill']: t = (1 - cfg['distill'])*t + cfg['distill']*teacher_probs(cfg['teachers'], images, tr.classes)
     as_t = lambda a: torch.from_numpy(np.array(a))   # a writable copy
-    return as_t(tr.images).unsqueeze(1), as_t(t), as_t(va.images).unsqueeze(1), as_t(va.labels), tr.classes
+    return (as_t(images).unsqueeze(1), as_t(t), as_t(va.images).unsqueeze(1), as_t(va.labels), tr.classes,
+            None if draw is None else as_t(draw))
 
 # %% ../nbs/02_train.ipynb #3d69ffe7
 def lr_factor(step:int, total:int, warmup:int, schedule:str)->float:
@@ -320,6 +225,7 @@ class RunState:
     ema:ModelEMA|None; device:torch.device; rank:int; world:int; amp_dtype:torch.dtype|None
     log_prior:torch.Tensor; steps_per_epoch:int; total_steps:int; warmup_steps:int
     swa:torch.optim.swa_utils.AveragedModel|None = None   # the running weight average, once SWA has begun
+    draw:torch.Tensor|None = None   # each train face's chance to be drawn (a mixture of datasets); None = every face once per epoch
     @property
     def swa_start(self)->int: return self.cfg['epochs'] - self.cfg['swa_epochs']   # first averaged epoch (0-based)
     @property
@@ -418,7 +324,8 @@ def train_epoch(st:RunState, xtr:torch.Tensor, ttr:torch.Tensor, epoch:int)->dic
     cfg, t0 = st.cfg, time.time()
     torch.manual_seed(cfg['seed']*100_003 + epoch)   # (seed, epoch) decides everything in the epoch
     g = torch.Generator(device=st.device).manual_seed(cfg['seed']*100_003 + epoch)
-    order = torch.randperm(len(xtr), generator=g, device=st.device)
+    order = (torch.randperm(len(xtr), generator=g, device=st.device) if st.draw is None   # every face once, or a mixture's weighted draws
+             else torch.multinomial(st.draw, len(xtr), replacement=True, generator=g))
     st.ddp_model.train(); seen, loss_sum, correct = 0, 0.0, 0
     bar = _progress(cfg, st.steps_per_epoch, f"epoch {epoch+1}/{cfg['epochs']}", st.rank != 0)
     for s in range(st.steps_per_epoch):
@@ -496,9 +403,10 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
     ck_dir, log_dir = Path(cfg['out_dir'])/cfg['run'], Path(cfg['log_dir'])/cfg['run']
     if cfg['resume'] and not (ck_dir/'last.pt').exists(): raise ConfigError(f"resume=True but {ck_dir/'last.pt'} does not exist")
     # data, model, optimiser
-    xtr, ttr, xva, yva, classes = data if data is not None else load_data(cfg)
+    xtr, ttr, xva, yva, classes, *draw = data if data is not None else load_data(cfg)
     prior = class_prior(ttr)
     st = setup(cfg, prior, len(xtr))
+    if draw and draw[0] is not None: st.draw = draw[0].to(st.device)
     xtr, ttr = xtr.to(st.device), ttr.to(st.device)
     pick = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg['seed']))[:max(cfg['bn_recal'], 2048 if st.swa else 0)]
     # precise-BN faces as training sees them: statistics of clean faces do not fit weights trained on degraded ones
@@ -531,14 +439,6 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
                 train_seconds=elapsed, rank=st.rank, world=st.world, param_checksum=checksum)
 
 # %% ../nbs/02_train.ipynb #198aa22f
-def parse_sets(pairs:list)->dict:
-    "['key=value', ...] → {key: value} (values parsed by make_config)."
-    out = {}
-    for p in pairs or []:
-        if '=' not in p: raise ConfigError(f"--set expects key=value, got {p!r}")
-        k, v = p.split('=', 1); out[k.strip()] = v
-    return out
-
 def _train_cmd(args)->int:
     cfg = make_config(args.config, check_files=not args.print_config, **parse_sets(args.set), **({'resume': True} if args.resume else {}))
     if args.print_config:   # the settings a run would use, its recipe chain resolved; nothing is trained

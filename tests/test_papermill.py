@@ -45,3 +45,10 @@ def test_faces_notebook(tmp_path, env):
 def test_synthetic_notebook(tmp_path, env):
     nb = _papermill('07_synthetic', tmp_path/'synthetic.ipynb', env, ('seed', 1))
     assert nb.cells[-1].cell_type == 'code'
+
+def test_settings_notebook(tmp_path, env):
+    "The settings chapter re-runs headlessly, and its names are the ones fer_nb.train hands out."
+    nb = _papermill('02_settings', tmp_path/'settings.ipynb', env)
+    assert nb.cells[-1].cell_type == 'code'
+    import fer_nb.settings, fer_nb.train
+    assert fer_nb.train.make_config is fer_nb.settings.make_config and fer_nb.train.DEFAULTS is fer_nb.settings.DEFAULTS

@@ -1,6 +1,7 @@
 "Training end to end in fresh processes: papermill on the train notebook, and DDP with 2 gloo processes."
 import json, subprocess, sys
 from pathlib import Path
+import numpy as np
 import torch
 from conftest import ROOT, BIN
 
@@ -104,3 +105,46 @@ def test_print_config_resolves_a_recipe_chain(env):
     assert (cfg['run'], cfg['epochs'], cfg['lr']) == ('balanced_long', 50, 0.05)
     assert all(cfg[k] == v for k, v in parent.items() if k not in ('run', 'epochs', 'lr')), 'the rest comes from balanced.yaml'
     assert 'base' not in (ROOT/'configs'/'balanced.yaml').read_text() and 'base:' in (ROOT/'configs'/'balanced_long.yaml').read_text()
+
+def test_mixture_weights_give_each_source_its_share():
+    "A source's share of the draws is its weight over the sum, whatever its size."
+    from fer_nb.train import mixture_weights
+    w = mixture_weights([1000, 10, 90], [1.0, 0.5, 2.5])
+    assert w.shape == (1100,) and abs(w.sum() - 1) < 1e-9
+    shares = [w[:1000].sum(), w[1000:1010].sum(), w[1010:].sum()]
+    assert np.allclose(shares, [0.25, 0.125, 0.625])
+    assert np.allclose(w[1000:1010], w[1000])                # equal chances inside one source
+
+def test_cli_trains_on_a_mixture_of_datasets(tmp_path, env, tiny_ferplus):
+    """`--set datasets=[...]` adds a RAF-DB tree and an AffectNet tree to FERPlus train; one epoch trains and the
+    checkpoint records the mixture. A missing dataset path stops the run before any work, in one line."""
+    from fer_nb.synthetic import make_rafdb_tree, make_affectnet_tree
+    raf, aff = make_rafdb_tree(tmp_path/'raf', n=40), make_affectnet_tree(tmp_path/'aff', n=30)
+    base = ['--set', f'data_dir={tiny_ferplus}', '--set', 'model=mobile_fer', '--set', 'epochs=1', '--set', 'batch_size=32',
+            '--set', 'label_mode=majority', '--set', 'progress=none', '--set', 'threads=1', '--set', 'bn_recal=256',
+            '--set', f'out_dir={tmp_path}/ck', '--set', f'log_dir={tmp_path}/logs', '--set', 'run=mix']
+    mixture = f'datasets=[{{format: rafdb, path: {raf}, weight: 0.5}}, {{format: affectnet, path: {aff}}}]'
+    run, = _train_cli(base + ['--set', mixture], env)
+    ck = torch.load(tmp_path/'ck'/'mix'/'last.pt', weights_only=True)
+    assert ck['config']['datasets'] == [dict(format='rafdb', path=str(raf), weight=0.5), dict(format='affectnet', path=str(aff), weight=1.0)]
+    assert (tmp_path/'logs'/'mix'/'history.csv').read_text().count('\n') == 2 and run['best_valid_acc'] >= 0
+    r = subprocess.run([sys.executable, '-m', 'fer_nb.cli', 'train', *base, '--set', 'datasets=[{format: expw, path: /no/expw}]'],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and 'expw path not found: /no/expw' in r.stderr and 'Traceback' not in r.stderr
+
+def test_reframe_setting_trains_on_faces_through_the_face_step(tmp_path, env, tiny_ferplus):
+    """`reframe=true` trains and validates on FERPlus re-framed by the face step, cached beside the plain faces.
+    The synthetic faces are noise, so YuNet finds none: every face is kept as it was, and the run still trains."""
+    _train_cli(['--set', f'data_dir={tiny_ferplus}', '--set', 'model=mobile_fer', '--set', 'epochs=1', '--set', 'batch_size=32',
+                '--set', 'label_mode=majority', '--set', 'progress=none', '--set', 'threads=1', '--set', 'reframe=true',
+                '--set', f'out_dir={tmp_path}/ck', '--set', f'log_dir={tmp_path}/logs', '--set', 'run=reframed'], env)
+    assert torch.load(tmp_path/'ck'/'reframed'/'last.pt', weights_only=True)['config']['reframe'] is True
+    cached = sorted(p.name for p in (tmp_path/'cache').glob('ferplus-*.npz'))
+    assert any('reframed-yunet192' in n and n.startswith('ferplus-train') for n in cached), cached
+    assert any('reframed-yunet192' in n and n.startswith('ferplus-valid') for n in cached), cached
+    from fer_nb.faces import load_ferplus_reframed
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        fs = load_ferplus_reframed(tiny_ferplus, 'valid', cache=tmp_path/'cache')
+    assert not fs.meta.reframed.any() and 'no face found in 48 of 48' in str(caught[-1].message)
