@@ -450,10 +450,13 @@ def model_command(port:int, # private port on 127.0.0.1
                   checkpoint=None, # None: $FER_NB_CHECKPOINT, else the shipped model
                   workers:int|None=None, # photo threads; None = cores + 1
                   queue_limit:int=QUEUE_LIMIT, # requests in progress before 503
-                  limit_mb:int=MAX_UPLOAD_MB # the upload limit (413)
+                  limit_mb:int=MAX_UPLOAD_MB, # the upload limit (413)
+                  batch_faces:int=64, # the largest classification batch (1: no batching)
+                  batch_wait_ms:float=2.0 # how long a batch waits for other requests' faces
                  )->list:
     "The command line of the model process."
-    cmd = [sys.executable, '-m', 'fer_nb.serve', 'model', '--port', str(port), '--queue', str(queue_limit), '--max-upload-mb', str(limit_mb)]
+    cmd = [sys.executable, '-m', 'fer_nb.serve', 'model', '--port', str(port), '--queue', str(queue_limit), '--max-upload-mb', str(limit_mb),
+           '--batch-faces', str(batch_faces), '--batch-wait-ms', str(batch_wait_ms)]
     if checkpoint: cmd += ['--checkpoint', str(checkpoint)]
     if workers: cmd += ['--workers', str(workers)]
     return cmd
@@ -465,9 +468,10 @@ def run_model_process(argv:list # model_command's arguments after 'model'
     ap = argparse.ArgumentParser(prog='fer_nb.serve model')
     ap.add_argument('--port', type=int, required=True); ap.add_argument('--checkpoint'); ap.add_argument('--workers', type=int)
     ap.add_argument('--queue', type=int, default=QUEUE_LIMIT); ap.add_argument('--max-upload-mb', type=int, default=MAX_UPLOAD_MB)
+    ap.add_argument('--batch-faces', type=int, default=64); ap.add_argument('--batch-wait-ms', type=float, default=2.0)
     a = ap.parse_args(argv)
     from fer_nb.predict import Predictor
-    service = ModelService(Predictor.load(a.checkpoint, prior='uniform'), workers=a.workers)
+    service = ModelService(Predictor.load(a.checkpoint, prior='uniform'), workers=a.workers, max_faces=a.batch_faces, wait_ms=a.batch_wait_ms)
     asyncio.set_event_loop(asyncio.new_event_loop())
     _listen(model_app(service, a.queue, a.max_upload_mb), a.port, '127.0.0.1', a.max_upload_mb)
     print(f"model process {os.getpid()}: {service.name} ({service.base.runtime}) ready on 127.0.0.1:{a.port}", flush=True)
@@ -498,11 +502,13 @@ def serve(port:int=8866, # the public port: page and API
           workers:int|None=None, # the model process's photo threads
           queue_limit:int=QUEUE_LIMIT, # requests in progress before 503
           browser:bool=False, # open a web browser
+          batch_faces:int=64, # the largest classification batch (1: no batching)
+          batch_wait_ms:float=2.0, # how long a batch waits for other requests' faces
           max_quick_deaths:int=3 # model deaths within 30 s of their start that end the server
          )->int:
     "Run the model process and the web process, restart the model process when it dies; the exit code."
     model_port = free_port(); model_url = f'http://127.0.0.1:{model_port}/'
-    mcmd, root = model_command(model_port, checkpoint, workers, queue_limit), app_notebook().parent.parent
+    mcmd, root = model_command(model_port, checkpoint, workers, queue_limit, MAX_UPLOAD_MB, batch_faces, batch_wait_ms), app_notebook().parent.parent
     web = model = None; quick = 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))      # stopped like Ctrl-C: the finally below stops both children
     try:
@@ -526,7 +532,7 @@ def serve(port:int=8866, # the public port: page and API
 
 # %% ../nbs/11_serve.ipynb #sv000052
 def _serve_cmd(args)->int:
-    return serve(args.port, args.host, args.checkpoint, args.pool, args.cull_idle, args.workers, args.queue, args.browser)
+    return serve(args.port, args.host, args.checkpoint, args.pool, args.cull_idle, args.workers, args.queue, args.browser, args.batch_faces, args.batch_wait_ms)
 
 def add_cli(sub):
     "Add `fer-nb serve` to the CLI."
@@ -538,6 +544,8 @@ def add_cli(sub):
     s.add_argument('--cull-idle', type=int, default=CULL_IDLE_S, help=f'seconds before the kernel of a visitor who left is shut down (default {CULL_IDLE_S})')
     s.add_argument('--workers', type=int, help='photo threads in the model process (default: cores + 1)')
     s.add_argument('--queue', type=int, default=QUEUE_LIMIT, help=f'photos in progress before the API answers 503 (default {QUEUE_LIMIT})')
+    s.add_argument('--batch-faces', type=int, default=64, help='largest batch of faces classified at once across requests (default 64; 1 = no batching)')
+    s.add_argument('--batch-wait-ms', type=float, default=2.0, help="how long a batch waits for other requests' faces (default 2 ms)")
     s.add_argument('--browser', action='store_true', help='also open a web browser')
     s.set_defaults(func=_serve_cmd)
 
