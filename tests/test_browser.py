@@ -1,5 +1,5 @@
-"The app page (nbs/app.ipynb) served by Voila (`fer-nb serve`), driven in headless Chromium: time to usable, no developer prose, upload the astronaut, read the label."
-import re, sys, time, urllib.error, urllib.request
+"The app page (nbs/app.ipynb) served by `fer-nb serve` (Voila + one model process), driven in headless Chromium: time to usable, no developer prose, the astronaut's label, a bad upload then a good one, a dead kernel said in one line and a reload that works."
+import json, os, re, signal, sys, time, urllib.error, urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,22 +24,40 @@ def serve_command(port:int)->list:
     return [sys.executable, '-m', 'fer_nb.cli', 'serve', '--port', str(port)]
 
 def answers(url:str)->bool:
-    "Does the server answer HTTP? Asked on a path that is not the page (the page would start a kernel); any status counts."
+    "Does the server answer HTTP, model loaded? Asked on the API's health (the page itself would start a kernel)."
     try:
-        with urllib.request.urlopen(url + 'api', timeout=2): return True
-    except urllib.error.HTTPError: return True
+        with urllib.request.urlopen(url + 'v1/health', timeout=2) as r: return r.status == 200
     except OSError: return False
 
-@pytest.fixture
+@pytest.fixture(scope='module')
 def browser():
     with chromium(CHROMIUM_ARGS) as b: yield b
 
-@pytest.fixture
-def server(tmp_path):
-    "`fer-nb serve` on a free port (no browser opening); yields (URL, the time it first answered HTTP)."
-    port = free_port(); url = f'http://127.0.0.1:{port}/'
-    with serving(serve_command(port), ROOT, tmp_path/'voila.log', lambda: answers(url)):
-        yield url, time.perf_counter()
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+    "`fer-nb serve` on a free port (no browser opening); yields (URL, the time it first answered HTTP, its log)."
+    port = free_port(); url = f'http://127.0.0.1:{port}/'; log = tmp_path_factory.mktemp('serve')/'voila.log'
+    with serving(serve_command(port), ROOT, log, lambda: answers(url), timeout=180):
+        yield url, time.perf_counter(), log
+
+def open_app(browser, url:str):
+    "A new page on the app, once its upload button is usable; (page, button)."
+    page = browser.new_page(viewport={'width': 1100, 'height': 900})
+    page.set_default_timeout(120_000)
+    page.goto(url, wait_until='commit')
+    button = page.locator('button.widget-upload')      # ipywidgets 8 keeps its <input type=file> out of the DOM
+    button.wait_for(state='visible')
+    page.wait_for_function("b => !b.disabled", arg=button.element_handle())
+    return page, button
+
+def upload(page, button, path)->str:
+    "Upload one file through the page's button; the first label, or the error line, shown for it."
+    page.evaluate("document.querySelectorAll('.fer-result, .fer-error').forEach(e => e.remove())")
+    with page.expect_file_chooser() as chooser: button.click()
+    chooser.value.set_files(str(path))
+    shown = page.locator('.fer-label, .fer-error').first
+    shown.wait_for(state='visible', timeout=120_000)
+    return shown.inner_text()
 
 def test_app_has_no_developer_cells():
     "The app notebook is short: markdown for people, code that Voila hides, nothing tagged for papermill or nbdev."
@@ -53,15 +71,11 @@ def test_app_has_no_developer_cells():
 
 @pytest.mark.skipif(real_checkpoint() is None, reason="no trained model: models/DEFAULT is missing and $FER_NB_CHECKPOINT is unset")
 def test_app_page_in_browser(browser, server, tmp_path):
-    url, answered = server
-    page = browser.new_page(viewport={'width': 1100, 'height': 900})
-    page.set_default_timeout(120_000)
+    url, answered, log = server
+    page = None
     try:
         # time to usable: from the server answering HTTP to an enabled, visible upload button
-        page.goto(url, wait_until='commit')
-        button = page.locator('button.widget-upload')      # ipywidgets 8 keeps its <input type=file> out of the DOM
-        button.wait_for(state='visible')
-        page.wait_for_function("b => !b.disabled", arg=button.element_handle())
+        page, button = open_app(browser, url)
         usable = time.perf_counter() - answered
         print(f'app page usable {usable:.2f} s after the server answered HTTP (target {USABLE_S} s)')
         # no developer prose: the visitor sees the title, one sentence, the widgets
@@ -81,10 +95,39 @@ def test_app_page_in_browser(browser, server, tmp_path):
         page.screenshot(path=str(SCREENSHOT), full_page=True)
         print('screenshot:', SCREENSHOT)
     except Exception:
-        page.screenshot(path=str(tmp_path/'failure.png'), full_page=True)
+        if page is not None: page.screenshot(path=str(tmp_path/'failure.png'), full_page=True)
         print('failure screenshot:', tmp_path/'failure.png')
-        print('voila log:', (tmp_path/'voila.log').read_text()[-3000:])
+        print('voila log:', log.read_text()[-3000:])
         raise
+    finally:
+        if page is not None: page.close()
     assert text == 'happiness', text
     assert SCREENSHOT.stat().st_size > 10_000
     assert usable <= CEILING_S, f'the app page took {usable:.1f} s to become usable'
+
+@pytest.mark.skipif(real_checkpoint() is None, reason="no trained model: models/DEFAULT is missing and $FER_NB_CHECKPOINT is unset")
+def test_bad_upload_then_good_upload(browser, server, tmp_path):
+    "A file that is not a photo gets one error line on the page; the astronaut after it gets its label."
+    (tmp_path/'notes.png').write_bytes(b'these are notes, not a photo')
+    page, button = open_app(browser, server[0])
+    try:
+        assert upload(page, button, tmp_path/'notes.png') == '⚠ notes.png: not an image (or a format Pillow cannot read)'
+        assert upload(page, button, sample_path()) == 'happiness'
+    finally: page.close()
+
+@pytest.mark.skipif(real_checkpoint() is None, reason="no trained model: models/DEFAULT is missing and $FER_NB_CHECKPOINT is unset")
+def test_dead_kernel_is_said_in_one_line_and_reload_works(browser, server):
+    "Kill the page's kernel: the page says so in one line; a reload gets a new kernel that labels the astronaut."
+    psutil = pytest.importorskip('psutil')
+    page, button = open_app(browser, server[0])
+    try:
+        kernel_id = json.loads(page.evaluate("document.getElementById('jupyter-config-data').textContent"))['kernelId']
+        pid, = [p.pid for p in psutil.process_iter(['cmdline']) if any(f'kernel-{kernel_id}' in a for a in p.info['cmdline'] or [])]
+        os.kill(pid, signal.SIGKILL)
+        dead = page.locator('.fer-dead'); dead.wait_for(state='visible', timeout=30_000)
+        assert 'reload the page' in dead.inner_text() and '\n' not in dead.inner_text().strip(), dead.inner_text()
+        page.reload(wait_until='commit')
+        button = page.locator('button.widget-upload'); button.wait_for(state='visible')
+        page.wait_for_function("b => !b.disabled", arg=button.element_handle())
+        assert upload(page, button, sample_path()) == 'happiness'
+    finally: page.close()
