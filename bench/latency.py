@@ -4,6 +4,8 @@
     python bench/latency.py --checkpoint models/x.pt --threads 2
     python bench/latency.py --model resnet_fer       # an untrained registered model (same speed as trained)
     python bench/latency.py --device cuda            # on a GPU when there is one
+    python bench/latency.py --no-compile --card      # also merge the numbers into the checkpoint's card (its `latency`),
+                                                     # the one place the README's table and the notebooks read them from
 
 Variants (each checked against eager fp32 on a batch: max abs logit difference and argmax agreement):
   eager            PyTorch fp32, NCHW
@@ -91,7 +93,9 @@ def main(argv=None):
     p.add_argument('--seconds', type=float, default=3.0, help='timing budget per measurement')
     p.add_argument('--no-compile', action='store_true', help='skip torch.compile (slow to build)')
     p.add_argument('--json', action='store_true', help='print the results as JSON')
+    p.add_argument('--card', action='store_true', help="merge the numbers into the checkpoint's card (latency.<threads>_thread[s])")
     a = p.parse_args(argv)
+    if a.card and (a.model or a.device != 'cpu'): print('latency: error: --card records CPU numbers of a checkpoint', file=sys.stderr); return 2
     torch.set_num_threads(a.threads)
     device = torch.device('cuda' if a.device == 'auto' and torch.cuda.is_available() else a.device if a.device != 'auto' else 'cpu')
     try:
@@ -122,7 +126,21 @@ def main(argv=None):
     print(f"fastest at batch 1: {best['variant']} {best['ms_per_face_b1']:.2f} ms/face "
           f"({'meets' if best['ms_per_face_b1'] <= 3 else 'misses'} the 3 ms goal)")
     if a.json: print(json.dumps(dict(checkpoint=name, device=what, results=rows)))
+    if a.card: print('card:', write_latency(path, rows, a.threads))
     return 0
+
+
+def write_latency(checkpoint, rows, threads):
+    "Merge the measured rows into the checkpoint's card: latency.<n>_threads.<variant>_ms_per_face_batch1 and _img_s_batch64."
+    import platform
+    from fer_nb.eval import read_card, write_card
+    latency = dict(read_card(checkpoint).get('latency', {}))
+    latency[f'{threads}_thread' + ('s' if threads > 1 else '')] = {
+        **{f"{r['variant']}_ms_per_face_batch1": round(r['ms_per_face_b1'], 2) for r in rows},
+        **{f"{r['variant']}_img_s_batch64": round(r['images_per_s_b64']) for r in rows},
+        'measured': time.strftime('%Y-%m-%d') + ', python bench/latency.py --card'}
+    latency.setdefault('machine', f'{platform.machine()} {platform.processor() or "CPU"}, {os.cpu_count()} cores; torch {torch.__version__}')
+    return write_card([], checkpoint, latency=latency)
 
 
 if __name__ == '__main__':

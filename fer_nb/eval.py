@@ -15,14 +15,15 @@ import torch.nn.functional as F
 from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, class_names, concat, ferplus_dir,
                          load_ferplus, load_fer2013_csv, load_image_folder)
 from .model import (PRIORS, CheckpointError, atomic_write, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
-                          predict_logits, read_checkpoint, resolve_model)
+                          predict_logits, read_checkpoint, resolve_model, shipped_model_path)
 
 # %% auto #0
-__all__ = ['FORMATS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE_COLUMNS', 'detect_format', 'photo_face_step', 'load_dataset',
-           'check_tta', 'tta_views', 'predict_probs', 'confusion_matrix', 'per_class_metrics', 'calibration_error',
-           'align_classes', 'EvalResult', 'dataset_name', 'evaluate', 'plot_confusion', 'plot_per_class',
-           'plot_mistakes', 'save_figures', 'card_path', 'eval_key', 'read_card', 'write_card', 'compare',
-           'markdown_table', 'usual_prior', 'run_eval', 'add_cli']
+__all__ = ['FORMATS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE_COLUMNS', 'PEERS', 'RESULTS_COLUMNS', 'RESULTS_MARKERS',
+           'detect_format', 'kdef_dir', 'photo_face_step', 'load_dataset', 'check_tta', 'tta_views', 'predict_probs',
+           'confusion_matrix', 'per_class_metrics', 'calibration_error', 'align_classes', 'EvalResult', 'dataset_name',
+           'evaluate', 'plot_confusion', 'plot_per_class', 'plot_mistakes', 'save_figures', 'card_path', 'eval_key',
+           'read_card', 'write_card', 'compare', 'markdown_table', 'card_row', 'results_table', 'replace_between',
+           'write_readme_table', 'usual_prior', 'run_eval', 'add_cli']
 
 # %% ../nbs/03_eval.ipynb #30f40214
 FORMATS = ('ferplus', 'fer2013', 'folders', 'photos')
@@ -38,6 +39,14 @@ def detect_format(path # a dataset path
     if any((p/d/'label.csv').is_file() for d in FERPLUS_SPLITS.values()): return 'ferplus'
     if (p/'fer2013.csv').is_file(): return 'fer2013'
     return 'folders'
+
+def kdef_dir()->Path:
+    "The KDEF photos (one folder per class, whole photos): $FER_NB_KDEF_DIR, or a one-line DataError saying what to set."
+    env = os.environ.get('FER_NB_KDEF_DIR')
+    if not env: raise DataError("FER_NB_KDEF_DIR is not set: point it at the KDEF photos (one folder per class) to evaluate on KDEF")
+    path = Path(env).expanduser()
+    if not path.is_dir(): raise DataError(f"FER_NB_KDEF_DIR={env} is not a folder")
+    return path
 
 def photo_face_step(detector:str='yunet'):
     "The face step for whole photos: photo (file or image) → 48×48 crop of its largest face, or None."
@@ -64,25 +73,25 @@ def load_dataset(data_dir=None, # FERPlus folder, fer2013.csv (or its folder), o
     if format == 'ferplus':
         if not every and split not in FERPLUS_SPLITS: raise DataError(f"unknown split {split!r}: use train, valid, test or all")
         sets = [load_ferplus(data_dir, s, 'majority', classes, cache) for s in (FERPLUS_SPLITS if every else [split])]
-        fs = sets[0] if len(sets) == 1 else concat(*sets)
+        faceset = sets[0] if len(sets) == 1 else concat(*sets)
     elif format == 'fer2013':
         p = Path(data_dir) if data_dir is not None else None
         if p is None or not p.exists(): raise DataError(f"dataset not found: {p}")
         csv_path = p/'fer2013.csv' if p.is_dir() else p
         new = csv_path.parent/'fer2013new.csv'
-        fs = load_fer2013_csv(csv_path, new if new.is_file() else None, 'majority', classes if new.is_file() else 7)
+        faceset = load_fer2013_csv(csv_path, new if new.is_file() else None, 'majority', classes if new.is_file() else 7)
     else:
         if data_dir is None: raise DataError(f"the {format} format needs data_dir (a folder of class folders)")
-        fs = load_image_folder(data_dir, cache=cache, detect=photo_face_step(detector) if format == 'photos' else None)
+        faceset = load_image_folder(data_dir, cache=cache, detect=photo_face_step(detector) if format == 'photos' else None)
     if not every and format != 'ferplus':
-        have = sorted(set(fs.meta.split))
+        have = sorted(set(faceset.meta.split))
         if have != ['all']:
             if split not in have: raise DataError(f"{data_dir}: no {split!r} split (it has {', '.join(have)})")
-            fs = fs[(fs.meta.split == split).to_numpy()]
-    if limit and limit < len(fs):
-        fs = fs[np.sort(np.random.default_rng(seed).choice(len(fs), limit, replace=False))]
-    if len(fs) == 0: raise DataError(f"{data_dir or ferplus_dir()}: no faces to evaluate")
-    return fs
+            faceset = faceset[(faceset.meta.split == split).to_numpy()]
+    if limit and limit < len(faceset):
+        faceset = faceset[np.sort(np.random.default_rng(seed).choice(len(faceset), limit, replace=False))]
+    if len(faceset) == 0: raise DataError(f"{data_dir or ferplus_dir()}: no faces to evaluate")
+    return faceset
 
 # %% ../nbs/03_eval.ipynb #534f4413
 TTA_MODES = ('none', 'flip', 'ten_crop')
@@ -191,8 +200,8 @@ class EvalResult:
         return np.divide(self.confusion, s, out=np.zeros(self.confusion.shape), where=s > 0)
     def to_dict(self)->dict:
         "Metrics, per-class table and confusion counts as plain JSON types."
-        pc = {c: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()} for c, row in self.per_class.iterrows()}
-        return {**self.metrics, 'per_class': pc, 'confusion': self.confusion.tolist()}
+        per_class = {c: {k: (None if pd.isna(v) else round(float(v), 4)) for k, v in row.items()} for c, row in self.per_class.iterrows()}
+        return {**self.metrics, 'per_class': per_class, 'confusion': self.confusion.tolist()}
     def summary(self)->str:
         "A few lines for people."
         m = self.metrics
@@ -206,10 +215,10 @@ class EvalResult:
     def __repr__(self): return f"EvalResult({self.summary()})"
 
 # %% ../nbs/03_eval.ipynb #57a187b4
-def dataset_name(fs:FaceSet)->str:
+def dataset_name(faceset:FaceSet)->str:
     "'source/split' of a FaceSet (several joined with '+')."
-    j = lambda col: '+'.join(sorted(map(str, fs.meta[col].unique()))) if col in fs.meta and len(fs) else '?'
-    return f"{j('source')}/{j('split')}"
+    joined = lambda col: '+'.join(sorted(map(str, faceset.meta[col].unique()))) if col in faceset.meta and len(faceset) else '?'
+    return f"{joined('source')}/{joined('split')}"
 
 def evaluate(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck) from load_checkpoint, or a model
              faceset:FaceSet, # the faces, from any importer (or load_dataset)
@@ -223,17 +232,17 @@ def evaluate(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck
     "Score a checkpoint on a FaceSet: accuracy, vote accuracy, per-class P/R/F1, confusion, calibration, predictions."
     tta = check_tta(tta)
     model, classes, info = resolve_model(checkpoint_or_model, classes, device, prior)
-    al = align_classes(classes, faceset); k = len(classes)
-    y = al['label_map'][faceset.labels]; inc = y >= 0
+    alignment = align_classes(classes, faceset); k = len(classes)
+    y = alignment['label_map'][faceset.labels]; inc = y >= 0
     if not inc.any():
-        raise DataError(f"none of the data's classes ({', '.join(al['excluded'])}) are classes of the model ({', '.join(classes)})")
+        raise DataError(f"none of the data's classes ({', '.join(alignment['excluded'])}) are classes of the model ({', '.join(classes)})")
     t0 = time.time()
     probs = predict_probs(model, faceset.images, tta, batch_size, device, crop)
     secs = time.time() - t0
     pred, conf = probs.argmax(1), probs.max(1)
     found = faceset.meta.face_found.to_numpy(bool) if 'face_found' in faceset.meta else np.ones(len(faceset), bool)
     ok = (pred == y) & found   # a photo in which no face was found counts as wrong
-    present = np.array([c in al['present'] for c in classes])
+    present = np.array([c in alignment['present'] for c in classes])
     pred_present = np.where(present, probs, -1).argmax(1)
     vote = np.full(len(faceset), np.nan)
     if faceset.has_votes:
@@ -241,70 +250,70 @@ def evaluate(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck
         col = np.array([list(faceset.classes).index(c) if c in faceset.classes else -1 for c in classes])
         vote = np.where(col[pred] >= 0, dist[np.arange(len(pred)), np.maximum(col[pred], 0)], 0.0)
     cm = confusion_matrix(y[inc & found], pred[inc & found], k)   # what the model said, about the faces it saw
-    pc = per_class_metrics(cm, classes)
+    per_class = per_class_metrics(cm, classes)
     metrics = dict(
         checkpoint=info.get('name'), model=info.get('arch'), dataset=dataset or dataset_name(faceset), tta=tta,
         accuracy=float(ok[inc].mean()), prior=info.get('prior'),
         balanced_accuracy=float(np.mean([ok[inc & (y == c)].mean() for c in range(k) if (inc & (y == c)).any()])),
         face_found_rate=float(found.mean()) if 'face_found' in faceset.meta else None,
         vote_accuracy=float(vote[inc].mean()) if faceset.has_votes else None,
-        macro_f1=float(np.nanmean(pc.f1.to_numpy())) if pc.f1.notna().any() else float('nan'),
+        macro_f1=float(np.nanmean(per_class.f1.to_numpy())) if per_class.f1.notna().any() else float('nan'),
         mean_confidence=float(conf[inc].mean()), ece=calibration_error(conf[inc], ok[inc]),
         accuracy_present=float((pred_present == y)[inc].mean()),
-        n_images=int(inc.sum()), n_total=len(faceset), excluded=al['excluded'], absent_classes=al['absent'],
+        n_images=int(inc.sum()), n_total=len(faceset), excluded=alignment['excluded'], absent_classes=alignment['absent'],
         images_per_s=round(len(faceset)/max(secs, 1e-9), 1))
     m = faceset.meta
     preds = pd.DataFrame(dict(name=m['name'] if 'name' in m else np.arange(len(m)), label_name=m.label_name.to_numpy(),
                               pred_name=np.array(classes)[pred], confidence=conf, correct=ok, included=inc,
                               label=y, pred=pred, vote_share=vote))
-    return EvalResult(metrics, pc, cm, preds, probs, classes, faceset)
+    return EvalResult(metrics, per_class, cm, preds, probs, classes, faceset)
 
 # %% ../nbs/03_eval.ipynb #27addde9
-def plot_confusion(res:EvalResult, normalise:bool=True, ax=None):
+def plot_confusion(result:EvalResult, normalise:bool=True, ax=None):
     "Heatmap of the confusion matrix (rows: true class; columns: prediction)."
     import seaborn as sns, matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6.5, 5.5))[1]
-    data = res.confusion_norm if normalise else res.confusion
-    sns.heatmap(data, annot=res.confusion, fmt='d', cmap='Blues', vmin=0, vmax=1 if normalise else None, square=True,
-                xticklabels=res.classes, yticklabels=res.classes, cbar_kws=dict(label='share of the row' if normalise else 'faces'), ax=ax)
+    data = result.confusion_norm if normalise else result.confusion
+    sns.heatmap(data, annot=result.confusion, fmt='d', cmap='Blues', vmin=0, vmax=1 if normalise else None, square=True,
+                xticklabels=result.classes, yticklabels=result.classes, cbar_kws=dict(label='share of the row' if normalise else 'faces'), ax=ax)
     ax.set_xlabel('predicted'); ax.set_ylabel('true')
-    ax.set_title(f"{res.metrics['checkpoint']} on {res.metrics['dataset']} (tta {res.metrics['tta']}): acc {res.accuracy:.3f}", fontsize=9)
+    ax.set_title(f"{result.metrics['checkpoint']} on {result.metrics['dataset']} (tta {result.metrics['tta']}): acc {result.accuracy:.3f}", fontsize=9)
     return ax.figure
 
-def plot_per_class(res:EvalResult, ax=None):
+def plot_per_class(result:EvalResult, ax=None):
     "Grouped bars: precision, recall and F1 per class (with each class's support)."
     import seaborn as sns, matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(8, 3))[1]
-    df = res.per_class.reset_index(names='class').melt(id_vars=['class', 'support'], value_vars=['precision', 'recall', 'f1'])
+    df = result.per_class.reset_index(names='class').melt(id_vars=['class', 'support'], value_vars=['precision', 'recall', 'f1'])
     sns.barplot(data=df, x='class', y='value', hue='variable', ax=ax)
-    ax.set_xticks(range(len(res.classes)), [f"{c}\n(n={n})" for c, n in zip(res.classes, res.per_class.support)], fontsize=8)
+    ax.set_xticks(range(len(result.classes)), [f"{c}\n(n={n})" for c, n in zip(result.classes, result.per_class.support)], fontsize=8)
     ax.set_ylim(0, 1); ax.set_xlabel(''); ax.set_ylabel(''); ax.legend(loc='upper right', fontsize=8)
-    ax.set_title(f"per class (macro-F1 {res.metrics['macro_f1']:.3f})", fontsize=9)
+    ax.set_title(f"per class (macro-F1 {result.metrics['macro_f1']:.3f})", fontsize=9)
     return ax.figure
 
-def plot_mistakes(res:EvalResult, n:int=24, cols:int=8):
+def plot_mistakes(result:EvalResult, n:int=24, cols:int=8):
     "Gallery of the most confident mistakes, titled true → predicted (confidence)."
     import matplotlib.pyplot as plt
-    p = res.predictions
+    p = result.predictions
     idx = p[p.included & ~p.correct].sort_values('confidence', ascending=False).index[:n]
     rows = max(1, -(-len(idx)//cols))
     fig, axs = plt.subplots(rows, cols, figsize=(cols*1.25, rows*1.8), squeeze=False)
     for a in axs.flat: a.axis('off')
     for a, i in zip(axs.flat, idx):
-        a.imshow(res.faceset.images[i], cmap='gray', vmin=0, vmax=255)
+        a.imshow(result.faceset.images[i], cmap='gray', vmin=0, vmax=255)
         a.set_title(f"{p.label_name[i]}\n→ {p.pred_name[i]} {p.confidence[i]:.2f}", fontsize=7)
     fig.suptitle(f"most confident mistakes ({len(idx)} of {int((p.included & ~p.correct).sum())})", fontsize=9)
     fig.tight_layout()
     return fig
 
-def save_figures(res:EvalResult, out_dir, # folder for the PNGs
+def save_figures(result:EvalResult, out_dir, # folder for the PNGs
                  prefix:str='' # file name prefix
                 )->dict:
     "Write confusion, per-class and mistakes figures as PNG; returns their paths."
     import matplotlib.pyplot as plt
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True); paths = {}
     for name, fn in [('confusion', plot_confusion), ('per_class', plot_per_class), ('mistakes', plot_mistakes)]:
-        fig = fn(res); paths[name] = out/f'{prefix}{name}.png'
+        fig = fn(result); paths[name] = out/f'{prefix}{name}.png'
         fig.savefig(paths[name], dpi=110, bbox_inches='tight'); plt.close(fig)
     return paths
 
@@ -313,9 +322,9 @@ def card_path(checkpoint)->Path:
     "The card beside a checkpoint: x.pt → x.json."
     return Path(checkpoint).with_suffix('.json')
 
-def eval_key(res:EvalResult)->str:
+def eval_key(result:EvalResult)->str:
     "The card key of a result: dataset, '+tta' when TTA was on, '@prior' when not the dataset's usual prior."
-    m = res.metrics
+    m = result.metrics
     return m['dataset'] + ('' if m['tta'] == 'none' else f"+{m['tta']}") + ('' if m.get('usual_prior', True) else f"@{m['prior']}")
 
 def read_card(checkpoint)->dict:
@@ -335,9 +344,9 @@ def write_card(results, # an EvalResult or a list of them
     results = [results] if isinstance(results, EvalResult) else list(results)
     card = read_card(checkpoint)
     try:
-        ck = read_checkpoint(checkpoint)
-        card.update(checkpoint=Path(checkpoint).name, model=ck.get('arch', {}), classes=ck.get('classes'),
-                    training={k: ck.get(k) for k in ('config', 'epoch', 'best_valid_acc', 'train_seconds', 'machine') if k in ck})
+        saved = read_checkpoint(checkpoint)
+        card.update(checkpoint=Path(checkpoint).name, model=saved.get('arch', {}), classes=saved.get('classes'),
+                    training={k: saved.get(k) for k in ('config', 'epoch', 'best_valid_acc', 'train_seconds', 'machine') if k in saved})
     except CheckpointError: card.setdefault('checkpoint', Path(checkpoint).name)
     evals = card.setdefault('evaluations', {})
     for r in results: evals[eval_key(r)] = dict(r.to_dict(), evaluated=time.strftime('%Y-%m-%d %H:%M:%S'))
@@ -371,6 +380,76 @@ def markdown_table(df:pd.DataFrame, digits:int=4)->str:
     lines += ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in df.itertuples(index=False)]
     return '\n'.join(lines)
 
+# %% ../nbs/03_eval.ipynb #5c368326
+# The rows beside the shipped model: other recipes measured here (their record: experiments/README.md) and other
+# models, measured here or published. Accuracies in %; a missing key was not measured.
+PEERS = (
+    dict(model='`configs/balanced.yaml` retrained: mean of 8 seeds (what a retrain gives)', ferplus_test=84.9,
+         ferplus_test_balanced_uniform=75.2, kdef=79.0, training='4.3 min each on an H200 (6 seeds), 62-80 min on one CPU thread (2)',
+         source='experiments/README.md: seeds 0-7 of configs/balanced.yaml, final weights, per-face standardisation switched on'),
+    dict(model='`configs/balanced_long.yaml` (50 epochs): mean of 4 seeds', ferplus_test=86.7, ferplus_test_balanced_uniform=79.0,
+         kdef=77.2, training='6.0 min each on an H200 (3 seeds), 97 min on one CPU thread (1)',
+         source='experiments/README.md: seeds 0-3 of configs/balanced_long.yaml, final weights, plain'),
+    dict(model='`configs/cpu.yaml`, the 90-minute CPU recipe (keeps the training prior)', ferplus_test=85.4,
+         training='68 min on 2 idle CPU cores', source='experiments/README.md: configs/cpu.yaml, 30 epochs'),
+    dict(model='`fer` package (FER2013 mini-Xception), its whole pipeline', kdef=68.8,
+         source='measured here: the `fer` pip package (its face detector and classifier) on the same 980 KDEF photos'),
+    dict(model='Barsoum et al. 2016, VGG13 from scratch, 64 px (published)', ferplus_test=84.99, training='GPU',
+         source='Barsoum, Zhang, Canton Ferrer, Zhang: Training Deep Networks for Facial Expression Recognition with '
+                'Crowd-Sourced Label Distribution, ICMI 2016 (arXiv:1608.01041)'),
+)
+RESULTS_COLUMNS = {'model': 'model', 'ferplus_test': 'FER+ test, train prior', 'ferplus_test_balanced_uniform': 'FER+ test balanced, uniform',
+                   'kdef': 'KDEF, uniform', 'size_mb': 'size (MB)', 'ms_per_face': 'ms per face', 'training': 'training'}
+RESULTS_MARKERS = ('<!-- results:start -->', '<!-- results:end -->')
+
+def card_row(card:dict)->dict:
+    "The carded model's row of the results table (accuracies in %), or a one-line CheckpointError naming what the card lacks."
+    try:
+        pct = lambda key, metric: round(100*card['evaluations'][key][metric], 1)
+        return dict(model=f"**`{Path(card['checkpoint']).stem}`** (shipped): `{card['recipe']['stages'][-1]['config']}`",
+                    ferplus_test=pct('ferplus/test', 'accuracy'), ferplus_test_balanced_uniform=pct('ferplus/test@uniform', 'balanced_accuracy'),
+                    kdef=pct('kdef/all', 'accuracy'), size_mb=card['size']['file_mb'],
+                    ms_per_face=card['latency']['2_threads']['onnxruntime_ms_per_face_batch1'],
+                    training=f"{card['training']['train_seconds']/60:.0f} min on {card['recipe']['trained_on']}")
+    except (KeyError, IndexError, TypeError) as e:
+        raise CheckpointError(f"{card.get('checkpoint', 'the card')}: the card lacks {e} for the results table") from None
+
+def _table_cell(value)->str:
+    "Text as it is, a number with at most 2 decimals (at least 1: 79.0, 84.99), None as blank."
+    if value is None or isinstance(value, str): return value or ''
+    return f'{value:.2f}'.rstrip('0').removesuffix('.') if value % 1 else f'{value:.1f}'
+
+def results_table(card:dict, # the shipped model's card (read_card)
+                  peers=PEERS # the rows beside it
+                 )->str:
+    "The README's results table (markdown): the carded model first, then `peers`, then what the columns mean."
+    rows = [card_row(card), *peers]
+    lines = ['| ' + ' | '.join(RESULTS_COLUMNS.values()) + ' |', '|' + '---|'*len(RESULTS_COLUMNS)]
+    lines += ['| ' + ' | '.join(_table_cell(row.get(k)) for k in RESULTS_COLUMNS) + ' |' for row in rows]
+    machine = card['latency'].get('machine', '').split(';')[0]
+    lines += ['', "Accuracy in %, 7 classes, no test-time augmentation. FER+ test: the 3,122 official test faces, majority label; "
+              "*train prior*: FERPlus's class frequencies (the benchmark number); *uniform*: every expression equally likely (what the "
+              "product does); balanced: the mean per-class recall. KDEF: 980 posed photos of 70 people (140 per class), whole photos "
+              f"through the face step. Size: the checkpoint file. ms per face: ONNX Runtime, batch 1, 2 threads of {machine}. "
+              "Blank: not measured. Sources of the other rows: `PEERS` in `fer_nb.eval`."]
+    return '\n'.join(lines)
+
+def replace_between(text:str, block:str, markers=RESULTS_MARKERS)->str:
+    "`text` with what lies between the two markers replaced by `block` (a one-line DataError when they are missing)."
+    start, end = markers
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i: raise DataError(f"the markers {start} and {end} are missing or out of order")
+    return text[:i + len(start)] + '\n' + block.strip('\n') + '\n' + text[j:]
+
+def write_readme_table(readme='README.md', # the file with the results markers
+                       checkpoint=None # whose card (None: the shipped model)
+                      )->Path:
+    "Write the results table of `checkpoint`'s card between the README's results markers (atomic)."
+    path = Path(readme)
+    if not path.is_file(): raise DataError(f"README not found: {path}")
+    text = replace_between(path.read_text(), results_table(read_card(checkpoint or shipped_model_path())))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
 # %% ../nbs/03_eval.ipynb #f2325370
 def usual_prior(format:str)->str:
     "The prior a dataset's headline number uses: train for FER benchmarks (their own label mix), uniform for folders and photos."
@@ -383,45 +462,50 @@ def run_eval(checkpoint=None, # path; None: $FER_NB_CHECKPOINT, else the shipped
             )->list:
     "Load checkpoint and data; evaluate plain, with TTA (if asked), and under the other prior: [plain, tta…, other prior]."
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    model, ck = load_checkpoint(path)
-    classes = ck['classes']
+    model, saved = load_checkpoint(path)
+    classes = saved['classes']
     fmt = format or ('ferplus' if data_dir is None else detect_format(data_dir))
-    fs = load_dataset(data_dir, fmt, split, classes=8 if len(classes) == 8 else 7, limit=limit, detector=detector)
-    name = dataset_name(fs) + (f'[n={limit}]' if limit and limit <= len(fs) else '')
+    faceset = load_dataset(data_dir, fmt, split, classes=8 if len(classes) == 8 else 7, limit=limit, detector=detector)
+    name = dataset_name(faceset) + (f'[n={limit}]' if limit and limit <= len(faceset) else '')
     main = prior or usual_prior(fmt)
     if main not in PRIORS: raise DataError(f"prior must be one of {', '.join(PRIORS)}, got {main!r}")
     runs = [('none', main)] + ([(check_tta(tta), main)] if check_tta(tta) != 'none' else [])
     if prior is None: runs.append(('none', 'uniform' if main == 'train' else 'train'))
-    res = [evaluate((model, ck), fs, t, dataset=name, batch_size=batch_size, crop=crop, prior=p) for t, p in runs]
-    for r in res: r.metrics.update(checkpoint=path.stem, usual_prior=r.metrics['prior'] == usual_prior(fmt))
-    return res
+    results = [evaluate((model, saved), faceset, t, dataset=name, batch_size=batch_size, crop=crop, prior=p) for t, p in runs]
+    for r in results: r.metrics.update(checkpoint=path.stem, usual_prior=r.metrics['prior'] == usual_prior(fmt))
+    return results
 
 # %% ../nbs/03_eval.ipynb #c74a49bc
 def _eval_cmd(args)->int:
+    if args.readme_table:   # no evaluation: the table comes from the card
+        print(f"wrote the results table of {Path(args.checkpoint or shipped_model_path()).name} into {write_readme_table(args.readme_table, args.checkpoint)}")
+        return 0
     if args.threads: torch.set_num_threads(args.threads)
-    ck = args.checkpoint or default_checkpoint()
-    res = run_eval(ck, args.data, args.format, args.split, args.tta, args.limit, args.batch_size, args.crop, args.prior, args.detector)
-    main = [r for r in res if r.metrics['usual_prior'] == res[0].metrics['usual_prior']]
-    other = [r for r in res if r not in main]
+    if args.kdef and args.data: raise DataError("--kdef and --data name two datasets: give one")
+    data, format = (kdef_dir(), 'photos') if args.kdef else (args.data, args.format)
+    checkpoint = args.checkpoint or default_checkpoint()
+    results = run_eval(checkpoint, data, format, args.split, args.tta, args.limit, args.batch_size, args.crop, args.prior, args.detector)
+    main = [r for r in results if r.metrics['usual_prior'] == results[0].metrics['usual_prior']]
+    other = [r for r in results if r not in main]
     if args.figures:
-        for r in main: save_figures(r, args.figures, prefix=f"{Path(ck).stem}_{r.metrics['tta']}_")
-    if args.card: write_card(res, ck)
+        for r in main: save_figures(r, args.figures, prefix=f"{Path(checkpoint).stem}_{r.metrics['tta']}_")
+    if args.card: write_card(results, checkpoint)
     if args.json:
         out = main[-1].to_dict()
         if len(main) > 1: out['without_tta'] = main[0].to_dict()
         if other: out['other_prior'] = other[0].to_dict()
         print(json.dumps(out))
     else:
-        for r in res: print(r.summary())
+        for r in results: print(r.summary())
         print(main[-1].per_class.round(3).to_string())
     return 0
 
 def _export_cmd(args)->int:
-    ck = args.checkpoint or default_checkpoint()
-    p = export_onnx(ck, args.onnx, args.opset, prior=args.prior)
-    diff = onnx_parity(ck, p, prior=args.prior)
+    checkpoint = args.checkpoint or default_checkpoint()
+    p = export_onnx(checkpoint, args.onnx, args.opset, prior=args.prior)
+    diff = onnx_parity(checkpoint, p, prior=args.prior)
     print(f"wrote {p} (input faces N×1×48×48 float in [0, 1]; ONNX Runtime vs PyTorch max abs diff {diff:.2e})")
-    if diff > 1e-4: raise CheckpointError(f"ONNX export of {ck} disagrees with PyTorch (max abs diff {diff:.2e} > 1e-4)")
+    if diff > 1e-4: raise CheckpointError(f"ONNX export of {checkpoint} disagrees with PyTorch (max abs diff {diff:.2e} > 1e-4)")
     return 0
 
 def add_cli(sub):
@@ -429,6 +513,7 @@ def add_cli(sub):
     p = sub.add_parser('eval', help='evaluate a checkpoint on FERPlus or any supported dataset')
     p.add_argument('--checkpoint', help='a .pt checkpoint (default: $FER_NB_CHECKPOINT, else the shipped model)')
     p.add_argument('--data', help='FERPlus folder, fer2013.csv or a folder of class folders (default: $FERPLUS_DIR)')
+    p.add_argument('--kdef', action='store_true', help='evaluate on the KDEF photos in $FER_NB_KDEF_DIR (whole photos through the face step)')
     p.add_argument('--format', choices=FORMATS, help='dataset layout (default: detect; photos: whole photos through the face step)')
     p.add_argument('--prior', choices=PRIORS, help='class prior (default: train for FERPlus/fer2013, uniform for folders/photos, and the other one reported too)')
     p.add_argument('--detector', default='yunet', help='face detector for --format photos (default: yunet)')
@@ -441,6 +526,7 @@ def add_cli(sub):
     p.add_argument('--figures', metavar='DIR', help='save confusion / per-class / mistakes PNGs here')
     p.add_argument('--card', action='store_true', help='merge the metrics into <checkpoint>.json')
     p.add_argument('--json', action='store_true', help='print the metrics as one JSON object')
+    p.add_argument('--readme-table', metavar='README', help="write the results table from the checkpoint's card into README (between its results markers); evaluates nothing")
     p.set_defaults(func=_eval_cmd)
     p = sub.add_parser('export', help='export a checkpoint to ONNX (with a parity check)')
     p.add_argument('--checkpoint', help='a .pt checkpoint (default: $FER_NB_CHECKPOINT, else the shipped model)')

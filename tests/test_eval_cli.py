@@ -134,7 +134,7 @@ def test_papermill_notebook(tiny, tmp_path):
     out = tmp_path/'eval'
     ck = tmp_path/'model.pt'; ck.write_bytes((tiny/'tiny.pt').read_bytes())
     from fastcore.xtras import modified_env
-    with modified_env(FER_NB_PAPERMILL='1', FER_NB_CACHE=str(tmp_path/'cache')):
+    with modified_env('FER_NB_KDEF_DIR', FER_NB_PAPERMILL='1', FER_NB_CACHE=str(tmp_path/'cache')):   # KDEF unset: its cell says it skipped
         pm.execute_notebook(str(ROOT/'nbs'/'03_eval.ipynb'), str(tmp_path/'03_eval.out.ipynb'), cwd=str(ROOT/'nbs'),
                             kernel_name='python3', progress_bar=False,
                             parameters=dict(checkpoint=str(ck), data_dir=str(tiny/'ferplus'), format='ferplus', split='test',
@@ -145,6 +145,7 @@ def test_papermill_notebook(tiny, tmp_path):
     # FERPlus: the benchmark prior (train), with and without TTA, then the uniform prior (balanced accuracy)
     assert [(m['tta'], m['prior']) for m in metrics] == [('none', 'train'), ('flip', 'train'), ('none', 'uniform')]
     assert metrics[0]['n_images'] == 8 and 0 <= metrics[2]['balanced_accuracy'] <= 1
+    assert 'skipping KDEF: FER_NB_KDEF_DIR is not set' in (tmp_path/'03_eval.out.ipynb').read_text()
     card = json.loads(ck.with_suffix('.json').read_text())
     assert set(card['evaluations']) == {'ferplus/test[n=8]', 'ferplus/test[n=8]+flip', 'ferplus/test[n=8]@uniform'}
     assert card['model']['name'] == 'mobile_fer'
@@ -167,3 +168,30 @@ def test_standardising_model_round_trips(tmp_path):
         assert (std(dark) - std(bright)).abs().max() < 0.05
     export_onnx(std, tmp_path/'std.onnx')
     assert onnx_parity(std, tmp_path/'std.onnx', n=16) <= 1e-4
+
+def test_readme_table_is_the_cards():
+    "The README's results table is exactly what the shipped model's card gives (`fer-nb eval --readme-table README.md` rewrites it)."
+    from fer_nb.eval import RESULTS_MARKERS, read_card, results_table
+    from fer_nb.model import shipped_model_path
+    text = (ROOT/'README.md').read_text()
+    start, end = RESULTS_MARKERS
+    assert text.count(start) == 1 and text.count(end) == 1, 'the README has no results markers'
+    table = text[text.index(start) + len(start):text.index(end)].strip('\n')
+    assert table == results_table(read_card(shipped_model_path())), 'README table drifted from the card: run fer-nb eval --readme-table README.md'
+
+def test_kdef_without_its_variable(tiny):
+    "`fer-nb eval --kdef` with $FER_NB_KDEF_DIR unset: one line that names the variable, exit 2."
+    env = {k: v for k, v in os.environ.items() if k != 'FER_NB_KDEF_DIR'}
+    r = subprocess.run(CLI + ['eval', '--kdef', '--checkpoint', str(tiny/'tiny.pt')], capture_output=True, text=True, env=env, cwd=tiny, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and 'FER_NB_KDEF_DIR is not set' in r.stderr, r.stderr
+
+def test_kdef_accuracy_is_the_cards(tmp_path, monkeypatch):
+    "The shipped model on KDEF ($FER_NB_KDEF_DIR, whole photos, uniform prior) scores what its card says, within a point."
+    if not os.environ.get('FER_NB_KDEF_DIR'): pytest.skip('FER_NB_KDEF_DIR is not set: no KDEF photos to check the card against')
+    from fer_nb.eval import kdef_dir, read_card, run_eval
+    from fer_nb.model import shipped_model_path
+    monkeypatch.setenv('FER_NB_CACHE', str(tmp_path/'cache'))
+    uniform = run_eval(shipped_model_path(), kdef_dir(), 'photos', prior='uniform')[0]
+    carded = read_card(shipped_model_path())['evaluations']['kdef/all']['accuracy']
+    print(f'KDEF {uniform.accuracy:.4f}, card {carded:.4f}')
+    assert uniform.metrics['n_images'] == 980 and abs(uniform.accuracy - carded) <= 0.01, (uniform.accuracy, carded)
