@@ -291,7 +291,7 @@ def _fingerprint(*paths)->str:
     "A short hash of paths' sizes and modification times (and the entries of directories)."
     h = hashlib.sha1()
     for p in map(Path, paths):
-        st = p.stat(); h.update(f'{p}|{st.st_size}|{st.st_mtime_ns}'.encode())
+        stat = p.stat(); h.update(f'{p}|{stat.st_size}|{stat.st_mtime_ns}'.encode())
         if p.is_dir(): h.update(str(sum(1 for _ in os.scandir(p))).encode())
     return h.hexdigest()[:12]
 
@@ -431,7 +431,7 @@ FOLDER_ALIASES = {
     'sadness': ['sadness', 'sad', 'sa'], 'surprise': ['surprise', 'surprised', 'su'],
     'neutral': ['neutral', 'ne', 'calm'], 'contempt': ['contempt', 'co'],
 }
-ALIAS_TO_CLASS = {a: c for c, al in FOLDER_ALIASES.items() for a in al}
+ALIAS_TO_CLASS = {alias: name for name, aliases in FOLDER_ALIASES.items() for alias in aliases}
 IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.gif', '.webp', '.heic', '.heif', '.avif'}
 SPLIT_NAMES = {'train': 'train', 'training': 'train', 'val': 'valid', 'valid': 'valid', 'validation': 'valid', 'test': 'test'}
 
@@ -526,8 +526,8 @@ def load_rafdb(root, # RAF-DB's basic/ folder, or the folder above it
     meta = pd.DataFrame({'source': 'rafdb', 'split': np.where(kept.name.str.startswith('test'), 'test', 'train'), 'name': kept.name,
                          'label_name': kept.code.map(RAFDB_LABELS)})
     meta['label'] = [CLASSES.index(c) for c in meta.label_name]
-    fs = FaceSet(arr['images'], meta[['source', 'split', 'name', 'label', 'label_name']], CLASSES)
-    return fs if split is None else fs[(fs.meta.split == split).to_numpy()]
+    faceset = FaceSet(arr['images'], meta[['source', 'split', 'name', 'label', 'label_name']], CLASSES)
+    return faceset if split is None else faceset[(faceset.meta.split == split).to_numpy()]
 
 # %% ../nbs/00_data.ipynb #c9492635
 AFFECTNET_LABELS = {0: 'neutral', 1: 'happiness', 2: 'sadness', 3: 'surprise', 4: 'fear', 5: 'disgust', 6: 'anger', 7: 'contempt'}
@@ -577,8 +577,8 @@ def ferplus_summary(root=None, # FERPlus folder (default: ferplus_dir())
     "Faces per split and class (majority labels), plus the counts kept by each label mode."
     rows = {}
     for split in FERPLUS_SPLITS:
-        fs = load_ferplus(root, split, 'majority', classes)
-        rows[split] = {**dict(zip(fs.classes, fs.class_counts())), 'majority': len(fs),
+        faceset = load_ferplus(root, split, 'majority', classes)
+        rows[split] = {**dict(zip(faceset.classes, faceset.class_counts())), 'majority': len(faceset),
                        'crossentropy': len(load_ferplus(root, split, 'crossentropy', classes))}
     return pd.DataFrame(rows).T
 
@@ -607,20 +607,20 @@ def plot_class_balance(*sets:FaceSet, ax=None):
     ax.set_xlabel(''); ax.set_ylabel('images'); ax.set_title('images per class')
     return ax
 
-def show_faces(fs:FaceSet, # the faces
+def show_faces(faceset:FaceSet, # the faces
                per_class:int=8, # columns per class row
                seed:int=0 # which examples
               ):
     "A grid with a row of example faces for every class."
     import matplotlib.pyplot as plt
     rng = np.random.default_rng(seed)
-    fig, axs = plt.subplots(len(fs.classes), per_class, figsize=(per_class*0.9, len(fs.classes)*0.95), squeeze=False)
-    for r, c in enumerate(fs.classes):
-        idx = np.flatnonzero(fs.labels == r)
+    fig, axs = plt.subplots(len(faceset.classes), per_class, figsize=(per_class*0.9, len(faceset.classes)*0.95), squeeze=False)
+    for r, c in enumerate(faceset.classes):
+        idx = np.flatnonzero(faceset.labels == r)
         pick = rng.choice(idx, min(per_class, len(idx)), replace=False) if len(idx) else []
         for k, ax in enumerate(axs[r]):
             ax.axis('off')
-            if k < len(pick): ax.imshow(fs.images[pick[k]], cmap='gray', vmin=0, vmax=255)
+            if k < len(pick): ax.imshow(faceset.images[pick[k]], cmap='gray', vmin=0, vmax=255)
         axs[r, 0].set_title(c, loc='left', fontsize=9)
     fig.tight_layout()
     return fig

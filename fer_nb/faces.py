@@ -356,6 +356,6 @@ def load_ferplus_reframed(root=None, # the FERPlus folder (default: ferplus_dir(
                           cache=None, use_cache:bool=True)->FaceSet:
     "A FERPlus split re-framed by the face step (cached); warns how many faces it found no face in."
     step = partial(reframe_faces, side=side); step.cache_key = f'reframed-yunet{side}'
-    fs = load_ferplus(root, split, mode, classes, cache, use_cache, reframe=step)
-    if (n := int((~fs.meta.reframed).sum())): warnings.warn(f"FERPlus {split}: no face found in {n} of {len(fs)} faces; they are kept as they were")
-    return fs
+    faceset = load_ferplus(root, split, mode, classes, cache, use_cache, reframe=step)
+    if (n := int((~faceset.meta.reframed).sum())): warnings.warn(f"FERPlus {split}: no face found in {n} of {len(faceset)} faces; they are kept as they were")
+    return faceset

@@ -106,15 +106,15 @@ def teacher_probs(checkpoints:list, # teacher checkpoints (same classes as the d
     x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
     probs = []
     for c in checkpoints:
-        m, ck = load_checkpoint(c, prior='train')
-        if list(ck['classes']) != list(classes): raise ConfigError(f"teacher {c} has classes {ck['classes']}, the data {list(classes)}")
+        m, checkpoint = load_checkpoint(c, prior='train')
+        if list(checkpoint['classes']) != list(classes): raise ConfigError(f"teacher {c} has classes {checkpoint['classes']}, the data {list(classes)}")
         probs.append(predict_logits(m, x, batch_size).softmax(1).numpy())
     return (sum(probs)/len(probs)).astype(np.float32)
 
 # %% ../nbs/02_train.ipynb #88fc8fb7
-def _train_split(fs:FaceSet)->FaceSet:
+def _train_split(faceset:FaceSet)->FaceSet:
     "The train split of a set that has one, else all of it."
-    return fs[(fs.meta.split == 'train').to_numpy()] if (fs.meta.split == 'train').any() else fs
+    return faceset[(faceset.meta.split == 'train').to_numpy()] if (faceset.meta.split == 'train').any() else faceset
 
 def _expw(path): from fer_nb.faces import load_expw; return load_expw(path)   # the face step is needed only here
 
@@ -129,10 +129,10 @@ def load_train_set(entry:dict, # one `datasets` entry: format, path, weight
                    classes:int=7 # 7 drops contempt faces, 8 keeps them
                   )->FaceSet:
     "The training faces of one `datasets` entry, in the run's class list."
-    fs = TRAIN_SETS[entry['format']](entry['path'], classes)
-    fs = fs[fs.labels < classes]   # contempt goes from a 7-class run
-    if not len(fs): raise DataError(f"{entry['format']} at {entry['path']}: no training faces")
-    return FaceSet(fs.images, fs.meta, class_names(classes))
+    faceset = TRAIN_SETS[entry['format']](entry['path'], classes)
+    faceset = faceset[faceset.labels < classes]   # contempt goes from a 7-class run
+    if not len(faceset): raise DataError(f"{entry['format']} at {entry['path']}: no training faces")
+    return FaceSet(faceset.images, faceset.meta, class_names(classes))
 
 def mixture_weights(sizes:list, # faces in each source
                     weights:list # each source's weight
@@ -147,20 +147,20 @@ def load_data(cfg:dict)->tuple:
     root = ferplus_dir(cfg['data_dir'])
     if cfg['reframe']: from fer_nb.faces import load_ferplus_reframed as load_split   # framed as the face step frames photos
     else: load_split = load_ferplus
-    tr = load_split(root, 'train', cfg['label_mode'], cfg['classes'])
-    va = load_split(root, 'valid', 'majority', cfg['classes'])
-    if cfg['train_limit']: tr = tr[:cfg['train_limit']]
-    if cfg['valid_limit']: va = va[:cfg['valid_limit']]
-    t = tr.targets(cfg['label_mode'])
-    if t.ndim == 1: t = np.eye(len(tr.classes), dtype=np.float32)[t]
+    train_set = load_split(root, 'train', cfg['label_mode'], cfg['classes'])
+    valid_set = load_split(root, 'valid', 'majority', cfg['classes'])
+    if cfg['train_limit']: train_set = train_set[:cfg['train_limit']]
+    if cfg['valid_limit']: valid_set = valid_set[:cfg['valid_limit']]
+    t = train_set.targets(cfg['label_mode'])
+    if t.ndim == 1: t = np.eye(len(train_set.classes), dtype=np.float32)[t]
     extra = [load_train_set(entry, cfg['classes']) for entry in cfg['datasets']]
-    images = np.concatenate([tr.images, *[fs.images for fs in extra]])
-    t = np.concatenate([t, *[np.eye(len(tr.classes), dtype=np.float32)[fs.labels] for fs in extra]])   # no votes: one-hot
-    draw = (mixture_weights([len(tr), *map(len, extra)], [cfg['ferplus_weight'], *[e['weight'] for e in cfg['datasets']]])
+    images = np.concatenate([train_set.images, *[faceset.images for faceset in extra]])
+    t = np.concatenate([t, *[np.eye(len(train_set.classes), dtype=np.float32)[faceset.labels] for faceset in extra]])   # no votes: one-hot
+    draw = (mixture_weights([len(train_set), *map(len, extra)], [cfg['ferplus_weight'], *[entry['weight'] for entry in cfg['datasets']]])
             if extra else None)
-    if cfg['distill']: t = (1 - cfg['distill'])*t + cfg['distill']*teacher_probs(cfg['teachers'], images, tr.classes)
+    if cfg['distill']: t = (1 - cfg['distill'])*t + cfg['distill']*teacher_probs(cfg['teachers'], images, train_set.classes)
     as_t = lambda a: torch.from_numpy(np.array(a))   # a writable copy
-    return (as_t(images).unsqueeze(1), as_t(t), as_t(va.images).unsqueeze(1), as_t(va.labels), tr.classes,
+    return (as_t(images).unsqueeze(1), as_t(t), as_t(valid_set.images).unsqueeze(1), as_t(valid_set.labels), train_set.classes,
             None if draw is None else as_t(draw))
 
 # %% ../nbs/02_train.ipynb #3d69ffe7
@@ -259,11 +259,11 @@ def make_optimizer(model:nn.Module, cfg:dict)->torch.optim.Optimizer:
 
 def _init_from(model, cfg):
     "Load `cfg['init']`'s weights into `model`; a fresh optimiser and schedule follow (fine-tuning, not resuming)."
-    ck = read_checkpoint(cfg['init'])
-    arch = ck.get('arch', {})
+    checkpoint = read_checkpoint(cfg['init'])
+    arch = checkpoint.get('arch', {})
     if arch.get('name') != cfg['model']:
         raise ConfigError(f"init checkpoint {cfg['init']} holds a {arch.get('name')!r}, not the configured model {cfg['model']!r}")
-    try: model.load_state_dict(ck['state_dict'])   # copies cast, so fp16 shipped weights load into fp32 too
+    try: model.load_state_dict(checkpoint['state_dict'])   # copies cast, so fp16 shipped weights load into fp32 too
     except RuntimeError as e:
         raise ConfigError(f"init checkpoint {cfg['init']} does not fit model {cfg['model']}: {str(e).splitlines()[0]}") from None
 
@@ -309,63 +309,63 @@ def setup(cfg:dict, # a config from make_config
                     swa=torch.optim.swa_utils.AveragedModel(model) if cfg['swa_epochs'] else None)
 
 # %% ../nbs/02_train.ipynb #beefab10
-def restore(st:RunState, last_path:Path)->tuple:
-    "Load an interrupted run's state into `st`: (start epoch, best valid accuracy, history, seconds so far)."
-    ck = read_checkpoint(last_path)
-    st.model.load_state_dict(ck['state_dict']); st.opt.load_state_dict(ck['optimizer']); st.scaler.load_state_dict(ck['scaler'])
-    if st.ema is not None and 'ema_state_dict' in ck: st.ema.module.load_state_dict(ck['ema_state_dict'])
-    if st.swa is not None and 'swa_state_dict' in ck: st.swa.load_state_dict(ck['swa_state_dict'])
-    torch.set_rng_state(ck['rng_cpu'])
-    return ck['epoch'], ck['best_valid_acc'], ck['history'], ck['train_seconds']
+def restore(state:RunState, last_path:Path)->tuple:
+    "Load an interrupted run's state into `state`: (start epoch, best valid accuracy, history, seconds so far)."
+    checkpoint = read_checkpoint(last_path)
+    state.model.load_state_dict(checkpoint['state_dict']); state.opt.load_state_dict(checkpoint['optimizer']); state.scaler.load_state_dict(checkpoint['scaler'])
+    if state.ema is not None and 'ema_state_dict' in checkpoint: state.ema.module.load_state_dict(checkpoint['ema_state_dict'])
+    if state.swa is not None and 'swa_state_dict' in checkpoint: state.swa.load_state_dict(checkpoint['swa_state_dict'])
+    torch.set_rng_state(checkpoint['rng_cpu'])
+    return checkpoint['epoch'], checkpoint['best_valid_acc'], checkpoint['history'], checkpoint['train_seconds']
 
 # %% ../nbs/02_train.ipynb #de152e55
-def train_epoch(st:RunState, xtr:torch.Tensor, ttr:torch.Tensor, epoch:int)->dict:
+def train_epoch(state:RunState, xtr:torch.Tensor, ttr:torch.Tensor, epoch:int)->dict:
     "One pass over the training faces: mean loss, accuracy against the targets' argmax, images/s."
-    cfg, t0 = st.cfg, time.time()
+    cfg, t0 = state.cfg, time.time()
     torch.manual_seed(cfg['seed']*100_003 + epoch)   # (seed, epoch) decides everything in the epoch
-    g = torch.Generator(device=st.device).manual_seed(cfg['seed']*100_003 + epoch)
-    order = (torch.randperm(len(xtr), generator=g, device=st.device) if st.draw is None   # every face once, or a mixture's weighted draws
-             else torch.multinomial(st.draw, len(xtr), replacement=True, generator=g))
-    st.ddp_model.train(); seen, loss_sum, correct = 0, 0.0, 0
-    bar = _progress(cfg, st.steps_per_epoch, f"epoch {epoch+1}/{cfg['epochs']}", st.rank != 0)
-    for s in range(st.steps_per_epoch):
+    g = torch.Generator(device=state.device).manual_seed(cfg['seed']*100_003 + epoch)
+    order = (torch.randperm(len(xtr), generator=g, device=state.device) if state.draw is None   # every face once, or a mixture's weighted draws
+             else torch.multinomial(state.draw, len(xtr), replacement=True, generator=g))
+    state.ddp_model.train(); seen, loss_sum, correct = 0, 0.0, 0
+    bar = _progress(cfg, state.steps_per_epoch, f"epoch {epoch+1}/{cfg['epochs']}", state.rank != 0)
+    for s in range(state.steps_per_epoch):
         # learning rate for this step
-        step = epoch*st.steps_per_epoch + s
-        if st.swa is not None: step = min(step, st.swa_start*st.steps_per_epoch)   # SWA epochs hold the lr they start at
-        for grp in st.opt.param_groups:
-            grp['lr'] = cfg['lr']*lr_factor(step, st.total_steps, st.warmup_steps, cfg['schedule'])
+        step = epoch*state.steps_per_epoch + s
+        if state.swa is not None: step = min(step, state.swa_start*state.steps_per_epoch)   # SWA epochs hold the lr they start at
+        for grp in state.opt.param_groups:
+            grp['lr'] = cfg['lr']*lr_factor(step, state.total_steps, state.warmup_steps, cfg['schedule'])
         # batch: augment, mix, this rank's share
         idx = order[s*cfg['batch_size']:(s + 1)*cfg['batch_size']]
         x, t = mix(augment(xtr[idx].float().div_(255), cfg, g), ttr[idx], cfg, g)
-        x, t = x[st.rank::st.world], t[st.rank::st.world]
+        x, t = x[state.rank::state.world], t[state.rank::state.world]
         if cfg['channels_last']: x = x.contiguous(memory_format=torch.channels_last)
         if cfg['label_smoothing']: t = t*(1 - cfg['label_smoothing']) + cfg['label_smoothing']/t.shape[1]
         # forward, loss
-        with torch.autocast(st.device.type, dtype=st.amp_dtype, enabled=st.amp_dtype is not None):
-            logits = st.ddp_model(x)
-        loss = adjusted_loss(logits, t, st.log_prior, cfg['logit_adjust'])
+        with torch.autocast(state.device.type, dtype=state.amp_dtype, enabled=state.amp_dtype is not None):
+            logits = state.ddp_model(x)
+        loss = adjusted_loss(logits, t, state.log_prior, cfg['logit_adjust'])
         # backward, step, EMA
-        st.opt.zero_grad(set_to_none=True)
-        st.scaler.scale(loss).backward(); st.scaler.step(st.opt); st.scaler.update()
-        if st.ema is not None: st.ema.update(st.model)
+        state.opt.zero_grad(set_to_none=True)
+        state.scaler.scale(loss).backward(); state.scaler.step(state.opt); state.scaler.update()
+        if state.ema is not None: state.ema.update(state.model)
         seen += len(x); loss_sum += loss.item()*len(x); correct += (logits.argmax(1) == t.argmax(1)).sum().item()
         if bar is not None:
             bar.update(); bar.set_postfix(refresh=False, loss=f'{loss_sum/seen:.3f}', acc=f'{correct/seen:.3f}')
     if bar is not None: bar.close()
-    if st.world > 1:   # epoch metrics over all ranks' shares
-        tot = torch.tensor([loss_sum, float(correct), float(seen)], device=st.device); dist.all_reduce(tot)
+    if state.world > 1:   # epoch metrics over all ranks' shares
+        tot = torch.tensor([loss_sum, float(correct), float(seen)], device=state.device); dist.all_reduce(tot)
         loss_sum, correct, seen = tot[0].item(), tot[1].item(), int(tot[2].item())
     secs = time.time() - t0
     return dict(train_loss=loss_sum/seen, train_acc=correct/seen, images_per_s=seen/secs, train_seconds=secs)
 
 # %% ../nbs/02_train.ipynb #882dc504
-def validate(st:RunState, xva:torch.Tensor, yva:torch.Tensor, recal_faces:torch.Tensor # augmented train faces for precise BN
+def validate(state:RunState, xva:torch.Tensor, yva:torch.Tensor, recal_faces:torch.Tensor # augmented train faces for precise BN
             )->dict:
     "Valid accuracy (train prior) and balanced accuracy (uniform prior) of the evaluated model."
-    cfg, m = st.cfg, st.eval_model
-    if cfg['bn_recal'] or (st.swa is not None and m is st.swa.module): recalibrate_bn(m, recal_faces, channels_last=cfg['channels_last'])
-    logits = predict_logits(m, xva, device=st.device, channels_last=cfg['channels_last'])
-    log_prior = st.log_prior.cpu()
+    cfg, m = state.cfg, state.eval_model
+    if cfg['bn_recal'] or (state.swa is not None and m is state.swa.module): recalibrate_bn(m, recal_faces, channels_last=cfg['channels_last'])
+    logits = predict_logits(m, xva, device=state.device, channels_last=cfg['channels_last'])
+    log_prior = state.log_prior.cpu()
     prior_free = logits - (1 - cfg['logit_adjust'])*log_prior   # the model's scores without the training prior
     acc = ((prior_free + log_prior).argmax(1) == yva).float().mean().item()
     pred_u = prior_free.argmax(1)
@@ -373,17 +373,17 @@ def validate(st:RunState, xva:torch.Tensor, yva:torch.Tensor, recal_faces:torch.
     return dict(valid_acc=acc, valid_bal_acc=float(np.mean(recalls)))
 
 # %% ../nbs/02_train.ipynb #091e9e79
-def save_epoch(st:RunState, ck_dir:Path, log_dir:Path, row:dict, best_acc:float, history:list, classes, prior, writer)->bool:
+def save_epoch(state:RunState, checkpoint_dir:Path, log_dir:Path, row:dict, best_acc:float, history:list, classes, prior, writer)->bool:
     "Write best.pt (when improved), last.pt, TensorBoard scalars and history.csv; True when valid improved."
-    cfg, epoch = st.cfg, row['epoch']
+    cfg, epoch = state.cfg, row['epoch']
     improved = row['valid_acc'] > best_acc
     meta = dict(config=cfg, epoch=epoch, best_valid_acc=max(best_acc, row['valid_acc']), history=history,
-                train_seconds=row['seconds'], machine=_machine(st.device), train_prior=[float(p) for p in prior],
+                train_seconds=row['seconds'], machine=_machine(state.device), train_prior=[float(p) for p in prior],
                 metrics=dict(valid_acc=row['valid_acc'], valid_bal_acc=row['valid_bal_acc'], epoch=epoch))
-    if improved: save_checkpoint(ck_dir/'best.pt', st.eval_model, classes, **meta)
-    save_checkpoint(ck_dir/'last.pt', st.model, classes, optimizer=st.opt.state_dict(), scaler=st.scaler.state_dict(),
-                    rng_cpu=torch.get_rng_state(), **({'ema_state_dict': st.ema.module.state_dict()} if st.ema else {}),
-                    **({'swa_state_dict': st.swa.state_dict()} if st.swa is not None else {}), **meta)
+    if improved: save_checkpoint(checkpoint_dir/'best.pt', state.eval_model, classes, **meta)
+    save_checkpoint(checkpoint_dir/'last.pt', state.model, classes, optimizer=state.opt.state_dict(), scaler=state.scaler.state_dict(),
+                    rng_cpu=torch.get_rng_state(), **({'ema_state_dict': state.ema.module.state_dict()} if state.ema else {}),
+                    **({'swa_state_dict': state.swa.state_dict()} if state.swa is not None else {}), **meta)
     for k in ('train_loss', 'train_acc', 'valid_acc', 'valid_bal_acc', 'lr', 'images_per_s'): writer.add_scalar(k, row[k], epoch)
     writer.flush()
     fresh = epoch == 1 or not (log_dir/'history.csv').exists()
@@ -400,43 +400,43 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
          )->dict:
     "Train a model; returns the run's summary (paths, best valid accuracy, time)."
     cfg = make_config(**(cfg or {}))
-    ck_dir, log_dir = Path(cfg['out_dir'])/cfg['run'], Path(cfg['log_dir'])/cfg['run']
-    if cfg['resume'] and not (ck_dir/'last.pt').exists(): raise ConfigError(f"resume=True but {ck_dir/'last.pt'} does not exist")
+    checkpoint_dir, log_dir = Path(cfg['out_dir'])/cfg['run'], Path(cfg['log_dir'])/cfg['run']
+    if cfg['resume'] and not (checkpoint_dir/'last.pt').exists(): raise ConfigError(f"resume=True but {checkpoint_dir/'last.pt'} does not exist")
     # data, model, optimiser
     xtr, ttr, xva, yva, classes, *draw = data if data is not None else load_data(cfg)
     prior = class_prior(ttr)
-    st = setup(cfg, prior, len(xtr))
-    if draw and draw[0] is not None: st.draw = draw[0].to(st.device)
-    xtr, ttr = xtr.to(st.device), ttr.to(st.device)
-    pick = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg['seed']))[:max(cfg['bn_recal'], 2048 if st.swa else 0)]
+    state = setup(cfg, prior, len(xtr))
+    if draw and draw[0] is not None: state.draw = draw[0].to(state.device)
+    xtr, ttr = xtr.to(state.device), ttr.to(state.device)
+    pick = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg['seed']))[:max(cfg['bn_recal'], 2048 if state.swa else 0)]
     # precise-BN faces as training sees them: statistics of clean faces do not fit weights trained on degraded ones
-    recal_faces = (augment(xtr[pick.to(st.device)].float().div(255), cfg, torch.Generator(device=st.device).manual_seed(cfg['seed']))
+    recal_faces = (augment(xtr[pick.to(state.device)].float().div(255), cfg, torch.Generator(device=state.device).manual_seed(cfg['seed']))
                    if len(pick) else xtr[:0])
     # restore an interrupted run
-    start, best_acc, history, elapsed = restore(st, ck_dir/'last.pt') if cfg['resume'] else (0, -1.0, [], 0.0)
+    start, best_acc, history, elapsed = restore(state, checkpoint_dir/'last.pt') if cfg['resume'] else (0, -1.0, [], 0.0)
     writer = None
-    if st.rank == 0:
+    if state.rank == 0:
         from torch.utils.tensorboard import SummaryWriter
         log_dir.mkdir(parents=True, exist_ok=True); writer = SummaryWriter(str(log_dir))
     for epoch in range(start, cfg['epochs'] if stop_after is None else min(cfg['epochs'], stop_after)):
         t0 = time.time()
-        fit = train_epoch(st, xtr, ttr, epoch)        # one epoch of batches
-        if st.swa is not None and epoch >= st.swa_start: st.swa.update_parameters(st.model)   # SWA: add this epoch's weights
-        val = validate(st, xva, yva, recal_faces)     # precise BN, then valid
+        fit = train_epoch(state, xtr, ttr, epoch)        # one epoch of batches
+        if state.swa is not None and epoch >= state.swa_start: state.swa.update_parameters(state.model)   # SWA: add this epoch's weights
+        val = validate(state, xva, yva, recal_faces)     # precise BN, then valid
         elapsed += time.time() - t0
         row = dict(epoch=epoch + 1, train_loss=fit['train_loss'], train_acc=fit['train_acc'], **val,
-                   lr=st.opt.param_groups[0]['lr'], images_per_s=fit['images_per_s'], seconds=elapsed)
+                   lr=state.opt.param_groups[0]['lr'], images_per_s=fit['images_per_s'], seconds=elapsed)
         history.append(row)
-        if st.rank == 0:                               # checkpoints and logs
-            improved = save_epoch(st, ck_dir, log_dir, row, best_acc, history, classes, prior, writer)
+        if state.rank == 0:                               # checkpoints and logs
+            improved = save_epoch(state, checkpoint_dir, log_dir, row, best_acc, history, classes, prior, writer)
             best_acc = max(best_acc, row['valid_acc'])
             print(f"epoch {epoch+1}/{cfg['epochs']}  loss {row['train_loss']:.4f}  train acc {row['train_acc']:.4f}  "
                   f"valid acc {row['valid_acc']:.4f}{' *' if improved else ''}  balanced {row['valid_bal_acc']:.4f}  "
                   f"{row['images_per_s']:.0f} img/s  {fit['train_seconds']:.0f}s", flush=True)
     if writer is not None: writer.close()
-    checksum = float(sum(p.detach().double().sum() for p in st.model.parameters()))   # equal on every DDP rank
-    return dict(run=cfg['run'], best=str(ck_dir/'best.pt'), last=str(ck_dir/'last.pt'), best_valid_acc=best_acc, history=history,
-                train_seconds=elapsed, rank=st.rank, world=st.world, param_checksum=checksum)
+    checksum = float(sum(p.detach().double().sum() for p in state.model.parameters()))   # equal on every DDP rank
+    return dict(run=cfg['run'], best=str(checkpoint_dir/'best.pt'), last=str(checkpoint_dir/'last.pt'), best_valid_acc=best_acc, history=history,
+                train_seconds=elapsed, rank=state.rank, world=state.world, param_checksum=checksum)
 
 # %% ../nbs/02_train.ipynb #198aa22f
 def _train_cmd(args)->int:
