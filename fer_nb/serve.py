@@ -381,7 +381,23 @@ def voila_web(argv:list # Voila's command-line arguments
         def init_handlers(self):
             api = [(url_path_join(self.server_url, r'/v1/(.*)'), ApiProxyHandler, dict(model_url=model_url))]
             return api + super().init_handlers()
+        def init_settings(self):
+            settings = super().init_settings(); _fresh_when_taken(self.kernel_manager)
+            return settings
     FerVoila.launch_instance(argv)
+
+def _fresh_when_taken(km):
+    "A pool kernel handed to a visitor counts as active from that moment."
+    # Its idle clock otherwise runs from when it ran the page, maybe minutes earlier, and the culler shuts it down
+    # in the seconds before the visitor's browser connects (seen: pages whose kernel was culled while loading).
+    from jupyter_server._tz import utcnow
+    if not hasattr(km, 'get_rendered_notebook'): return      # no pool (preheat off)
+    taken = km.get_rendered_notebook
+    async def get_rendered_notebook(*args, **kw):
+        task, cells, kernel_id = await taken(*args, **kw)
+        km.get_kernel(kernel_id).last_activity = utcnow()
+        return task, cells, kernel_id
+    km.get_rendered_notebook = get_rendered_notebook
 
 # %% ../nbs/11_serve.ipynb #sv000044
 POOL_SIZE = 8             # kernels that have run the page before a visitor arrives
