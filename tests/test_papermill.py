@@ -48,7 +48,11 @@ def test_synthetic_notebook(tmp_path, env):
 
 def test_settings_notebook(tmp_path, env):
     "The settings chapter re-runs headlessly, and its names are the ones fer_nb.train hands out."
-    nb = _papermill('02_settings', tmp_path/'settings.ipynb', env)
-    assert nb.cells[-1].cell_type == 'code'
+    recipe = sorted((ROOT/'configs').glob('*.yaml'))[0]
+    nb = _papermill('02_settings', tmp_path/'settings.ipynb', env, ('recipe', recipe))
+    import yaml
+    from fer_nb.settings import make_config
+    printed = yaml.safe_load(_text(nb)[_text(nb).index('run: '):])   # the resolved recipe, printed last
+    assert printed == make_config(recipe, check_files=False)
     import fer_nb.settings, fer_nb.train
     assert fer_nb.train.make_config is fer_nb.settings.make_config and fer_nb.train.DEFAULTS is fer_nb.settings.DEFAULTS
