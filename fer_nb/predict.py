@@ -11,11 +11,10 @@ from fastcore.basics import patch
 from PIL import Image, ImageDraw, ImageFont
 
 from .data import CLASSES, DataError, FerError, cache_dir, face_crop, find_file, load_image, to_gray
-from .faces import DETECT_SIDE, MIN_FACE_SIDE, as_detector, find_faces, load_photo, shrink
+from .faces import DETECT_SIDE, MIN_FACE_SIDE, as_detector, box_iou, find_faces, load_photo, shrink
 
 # %% auto #0
-__all__ = ['RUNTIMES', 'COLORS', 'sample_path', 'Face', 'onnx_session', 'Predictor', 'annotate', 'plot_probs', 'box_iou',
-           'FaceTracker']
+__all__ = ['RUNTIMES', 'COLORS', 'sample_path', 'Face', 'onnx_session', 'Predictor', 'annotate', 'plot_probs', 'FaceTracker']
 
 # %% ../nbs/05_predict.ipynb #9940af84
 def sample_path(name:str='astronaut.png' # a file in samples/
@@ -230,12 +229,6 @@ def plot_probs(faces:list, # Faces from Predictor.predict
     return axs
 
 # %% ../nbs/05_predict.ipynb #bf95f0ba
-def box_iou(a, b)->float:
-    "Intersection over union of two (x, y, w, h) boxes."
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])); iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix*iy; union = a[2]*a[3] + b[2]*b[3] - inter
-    return inter/union if union > 0 else 0.0
-
 class FaceTracker:
     "IoU tracking of faces across frames with per-track smoothing (EMA) of the class probabilities."
     def __init__(self, min_iou:float=0.3, # boxes overlapping less than this are different faces
