@@ -18,19 +18,20 @@ from .model import (PRIORS, CheckpointError, atomic_write, default_checkpoint, e
                           predict_logits, read_checkpoint, resolve_model, shipped_model_path)
 
 # %% auto #0
-__all__ = ['FORMATS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE_COLUMNS', 'PEERS', 'RESULTS_COLUMNS', 'RESULTS_MARKERS',
-           'detect_format', 'kdef_dir', 'photo_face_step', 'load_dataset', 'check_tta', 'tta_views', 'predict_probs',
-           'confusion_matrix', 'per_class_metrics', 'calibration_error', 'align_classes', 'EvalResult', 'dataset_name',
-           'evaluate', 'plot_confusion', 'plot_per_class', 'plot_mistakes', 'save_figures', 'card_path', 'eval_key',
-           'read_card', 'write_card', 'compare', 'markdown_table', 'card_row', 'results_table', 'replace_between',
-           'write_readme_table', 'usual_prior', 'run_eval', 'add_cli']
+__all__ = ['FORMATS', 'PUBLISHED_SPLITS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE_COLUMNS', 'PEERS', 'RESULTS_COLUMNS',
+           'RESULTS_MARKERS', 'detect_format', 'kdef_dir', 'photo_face_step', 'load_dataset', 'published_set',
+           'check_tta', 'tta_views', 'predict_probs', 'confusion_matrix', 'per_class_metrics', 'calibration_error',
+           'align_classes', 'EvalResult', 'dataset_name', 'evaluate', 'plot_confusion', 'plot_per_class',
+           'plot_mistakes', 'save_figures', 'card_path', 'eval_key', 'read_card', 'write_card', 'compare',
+           'markdown_table', 'card_row', 'results_table', 'replace_between', 'write_readme_table', 'usual_prior',
+           'run_eval', 'add_cli']
 
 # %% ../nbs/03_eval.ipynb #30f40214
-FORMATS = ('ferplus', 'fer2013', 'folders', 'photos')
+FORMATS = ('ferplus', 'fer2013', 'folders', 'photos', 'rafdb', 'affectnet', 'expw')
 
 def detect_format(path # a dataset path
                  )->str:
-    "The layout of the dataset at `path`: ferplus, fer2013 or folders."
+    "The layout of the dataset at `path`: ferplus, fer2013, rafdb, affectnet, expw or folders."
     p = Path(path)
     if p.is_file():
         if p.suffix.lower() == '.csv': return 'fer2013'
@@ -38,6 +39,9 @@ def detect_format(path # a dataset path
     if not p.is_dir(): raise DataError(f"dataset not found: {p}")
     if any((p/d/'label.csv').is_file() for d in FERPLUS_SPLITS.values()): return 'ferplus'
     if (p/'fer2013.csv').is_file(): return 'fer2013'
+    if any((p/b/'EmoLabel'/'list_patition_label.txt').is_file() for b in ('', 'basic')): return 'rafdb'
+    if (p/'Manually_Annotated_file_lists').is_dir(): return 'affectnet'
+    if (p/'label'/'label.lst').is_file(): return 'expw'
     return 'folders'
 
 def kdef_dir()->Path:
@@ -80,10 +84,13 @@ def load_dataset(data_dir=None, # FERPlus folder, fer2013.csv (or its folder), o
         csv_path = p/'fer2013.csv' if p.is_dir() else p
         new = csv_path.parent/'fer2013new.csv'
         faceset = load_fer2013_csv(csv_path, new if new.is_file() else None, 'majority', classes if new.is_file() else 7)
+    elif format in ('rafdb', 'affectnet', 'expw'):   # their own splits: RAF-DB train/test, AffectNet train/valid, ExpW none
+        if data_dir is None: raise DataError(f"the {format} format needs data_dir (the dataset's folder)")
+        faceset = published_set(data_dir, format, None if every else split, classes, cache, detector)
     else:
         if data_dir is None: raise DataError(f"the {format} format needs data_dir (a folder of class folders)")
         faceset = load_image_folder(data_dir, cache=cache, detect=photo_face_step(detector) if format == 'photos' else None)
-    if not every and format != 'ferplus':
+    if not every and format in ('fer2013', 'folders', 'photos'):
         have = sorted(set(faceset.meta.split))
         if have != ['all']:
             if split not in have: raise DataError(f"{data_dir}: no {split!r} split (it has {', '.join(have)})")
@@ -92,6 +99,26 @@ def load_dataset(data_dir=None, # FERPlus folder, fer2013.csv (or its folder), o
         faceset = faceset[np.sort(np.random.default_rng(seed).choice(len(faceset), limit, replace=False))]
     if len(faceset) == 0: raise DataError(f"{data_dir or ferplus_dir()}: no faces to evaluate")
     return faceset
+
+# %% ../nbs/03_eval.ipynb #e7a1f0b2
+PUBLISHED_SPLITS = dict(rafdb=('train', 'test'), affectnet=('train', 'valid'), expw=())
+
+def published_set(data_dir, # the dataset's folder, in its published layout
+                  format:str, # rafdb | affectnet | expw
+                  split:str|None, # one of the dataset's own splits; None = all of it
+                  classes:int=7, # 7, or 8 to keep AffectNet's contempt
+                  cache=None, # processed-data cache folder
+                  detector:str='yunet' # ExpW: the face step's detector
+                 )->FaceSet:
+    "RAF-DB, AffectNet or ExpW (the importers of fer_nb.data and fer_nb.faces) as one FaceSet, for evaluation."
+    from fer_nb.data import load_affectnet, load_rafdb
+    from fer_nb.faces import load_expw
+    have = PUBLISHED_SPLITS[format]
+    if split is not None and split not in have:
+        raise DataError(f"{format} has {'splits ' + ' and '.join(have) if have else 'no splits'}, not {split!r}: use --split {' or '.join(have) or 'all'}")
+    if format == 'expw': return load_expw(data_dir, detector, cache=cache)
+    if format == 'rafdb': return load_rafdb(data_dir, split, cache=cache)
+    return concat(*[load_affectnet(data_dir, s, classes, cache=cache) for s in ([split] if split else have)])
 
 # %% ../nbs/03_eval.ipynb #534f4413
 TTA_MODES = ('none', 'flip', 'ten_crop')
