@@ -62,11 +62,9 @@ def client(url:str, jobs:list, deadline:float)->list:
         out.append((kind, status, want, time.perf_counter() - t))
     conn.close(); return out
 
-def in_process(mix:dict, n:int, deadline:float)->tuple:
+def in_process(pred, mix:dict, n:int, deadline:float)->tuple:
     "(photos, seconds) of Predictor.predict looped over the mix in this process."
     from fer_nb.data import FerError
-    from fer_nb.predict import Predictor
-    pred = Predictor.load(runtime='onnx')
     for body, _ in mix.values():                      # warm up: the first call of each size sets up the detector
         try: pred.predict(body)
         except FerError: pass
@@ -85,10 +83,14 @@ def main():
     ap.add_argument('--url', help='a running `fer-nb serve`; default: start one')
     ap.add_argument('--serve-args', default='', help='extra `fer-nb serve` options when this script starts it')
     ap.add_argument('--max-seconds', type=float, default=900, help='stop posting after this long')
-    ap.add_argument('--loop', type=int, default=80, help='photos in the in-process loop (default 80)')
+    ap.add_argument('--loop', type=int, default=200, help='photos in each in-process loop (default 200; one loop before the API run, one after)')
     a = ap.parse_args()
     per_client = math.ceil(a.total/a.clients) if a.total else a.per_client
     mix = photos(); kinds = list(mix)
+    from fer_nb.predict import Predictor
+    pred = Predictor.load(runtime='onnx')
+    # the machine's load changes (another core may be training): the in-process loop runs before and after the API run
+    loops = [in_process(pred, mix, a.loop, time.monotonic() + 300)]
     print('photos:', ', '.join(f'{k} {len(b)/1e6:.2f} MB' for k, (b, _) in mix.items()))
     print(f'load: os.getloadavg() = {os.getloadavg()[0]:.1f} (another core may be training a model)')
     proc = None; url = a.url
@@ -128,9 +130,9 @@ def main():
         if len(l): print(f'  {k:8s} n={len(l):4d}  p50 {np.percentile(l, 50):6.0f}  p95 {np.percentile(l, 95):6.0f} ms')
     print('status counts:', dict(sorted(by_status.items(), key=str)), f'unexpected: {len(unexpected)}', unexpected[:5] or '')
     if proc: print(f'server memory (PSS, MB): before {before:.0f}, after {after:.0f} ({after - before:+.0f})')
-    n, loop_secs = in_process(mix, a.loop, time.monotonic() + 300)
-    loop_rate = n/loop_secs
-    print(f'in-process Predictor.predict loop: {n} photos in {loop_secs:.1f} s: {loop_rate:.1f} photos/s')
+    loops.append(in_process(pred, mix, a.loop, time.monotonic() + 300))
+    rates = [n/t for n, t in loops]; loop_rate = sum(rates)/len(rates)
+    print(f'in-process Predictor.predict loop (one thread, same photos): {rates[0]:.1f} photos/s before, {rates[1]:.1f} after: {loop_rate:.1f} photos/s')
     print(f'API throughput / in-process loop: {len(results)/secs/loop_rate:.2f} (target ≥ 0.8)')
     return 0 if not unexpected else 1
 

@@ -95,7 +95,7 @@ class ModelService:
     def __init__(self, predictor, # a Predictor loaded under the uniform prior
                  workers:int|None=None, # photo threads; None = cores + 1
                  max_faces:int=64, # the largest classification batch
-                 wait_ms:float=2.0 # how long a batch waits for faces of other requests
+                 wait_ms:float=0.0 # how long a batch waits for faces of other requests (0: it takes what is already waiting)
                 ):
         if predictor.prior not in (None, 'uniform'): raise DataError(f"the model service needs a Predictor under the uniform prior, got {predictor.prior!r}")
         self.base, self.name = predictor, Path(getattr(predictor, 'path', 'model')).stem
@@ -468,7 +468,7 @@ def model_command(port:int, # private port on 127.0.0.1
                   queue_limit:int=QUEUE_LIMIT, # requests in progress before 503
                   limit_mb:int=MAX_UPLOAD_MB, # the upload limit (413)
                   batch_faces:int=64, # the largest classification batch (1: no batching)
-                  batch_wait_ms:float=2.0 # how long a batch waits for other requests' faces
+                  batch_wait_ms:float=0.0 # how long a batch waits for other requests' faces (0: it takes what is already waiting)
                  )->list:
     "The command line of the model process."
     cmd = [sys.executable, '-m', 'fer_nb.serve', 'model', '--port', str(port), '--queue', str(queue_limit), '--max-upload-mb', str(limit_mb),
@@ -484,7 +484,7 @@ def run_model_process(argv:list # model_command's arguments after 'model'
     ap = argparse.ArgumentParser(prog='fer_nb.serve model')
     ap.add_argument('--port', type=int, required=True); ap.add_argument('--checkpoint'); ap.add_argument('--workers', type=int)
     ap.add_argument('--queue', type=int, default=QUEUE_LIMIT); ap.add_argument('--max-upload-mb', type=int, default=MAX_UPLOAD_MB)
-    ap.add_argument('--batch-faces', type=int, default=64); ap.add_argument('--batch-wait-ms', type=float, default=2.0)
+    ap.add_argument('--batch-faces', type=int, default=64); ap.add_argument('--batch-wait-ms', type=float, default=0.0)
     a = ap.parse_args(argv)
     from fer_nb.predict import Predictor
     service = ModelService(Predictor.load(a.checkpoint, prior='uniform'), workers=a.workers, max_faces=a.batch_faces, wait_ms=a.batch_wait_ms)
@@ -519,7 +519,7 @@ def serve(port:int=8866, # the public port: page and API
           queue_limit:int=QUEUE_LIMIT, # requests in progress before 503
           browser:bool=False, # open a web browser
           batch_faces:int=64, # the largest classification batch (1: no batching)
-          batch_wait_ms:float=2.0, # how long a batch waits for other requests' faces
+          batch_wait_ms:float=0.0, # how long a batch waits for other requests' faces (0: it takes what is already waiting)
           max_quick_deaths:int=3 # model deaths within 30 s of their start that end the server
          )->int:
     "Run the model process and the web process, restart the model process when it dies; the exit code."
@@ -561,7 +561,7 @@ def add_cli(sub):
     s.add_argument('--workers', type=int, help='photo threads in the model process (default: cores + 1)')
     s.add_argument('--queue', type=int, default=QUEUE_LIMIT, help=f'photos in progress before the API answers 503 (default {QUEUE_LIMIT})')
     s.add_argument('--batch-faces', type=int, default=64, help='largest batch of faces classified at once across requests (default 64; 1 = no batching)')
-    s.add_argument('--batch-wait-ms', type=float, default=2.0, help="how long a batch waits for other requests' faces (default 2 ms)")
+    s.add_argument('--batch-wait-ms', type=float, default=0.0, help="how long a batch waits for other requests' faces (default 0: it takes what is already waiting)")
     s.add_argument('--browser', action='store_true', help='also open a web browser')
     s.set_defaults(func=_serve_cmd)
 
