@@ -416,7 +416,7 @@ def voila_command(port:int|None=None, # port to listen on; None = Voila's defaul
                   cull_idle:int=CULL_IDLE_S # seconds before an abandoned kernel is culled
                  )->list:
     "The command line of the web process: Voila serving the app notebook, with the API in front."
-    cmd = [sys.executable, '-m', 'fer_nb.serve', 'web', str(app_notebook()), f'--Voila.ip={host}',
+    cmd = [sys.executable, '-m', 'fer_nb.serve', 'web', str(app_notebook()), f'--Voila.ip={host}', '--Voila.port_retries=0',   # a busy port is an error, not another URL
            '--preheat_kernel=True', f'--pool_size={int(pool)}', '--VoilaKernelManager.fill_delay=0',
            f'--MappingKernelManager.cull_idle_timeout={int(cull_idle)}', f'--MappingKernelManager.cull_interval={max(1, int(cull_idle)//4)}',
            '--MappingKernelManager.cull_connected=False', '--KernelRestarter.restart_limit=0']
