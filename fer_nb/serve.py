@@ -204,7 +204,8 @@ class PredictHandler(UploadHandler):
 
     def prepare(self):
         if self.service.pending >= self.queue_limit:
-            raise ApiError(503, f"the server is busy ({self.service.pending} photos in progress): retry in {RETRY_AFTER_S} s", RETRY_AFTER_S)
+            n = self.service.pending
+            raise ApiError(503, f"the server is busy ({n} photo{'' if n == 1 else 's'} in progress): retry in {RETRY_AFTER_S} s", RETRY_AFTER_S)
         self.service.pending += 1; self.counted = True
         super().prepare()
 
