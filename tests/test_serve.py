@@ -97,6 +97,22 @@ def test_a_slow_upload_does_not_stall_others(server):
         print(f'answered in {time.perf_counter() - t:.2f} s while another upload was stalled')
     finally: slow.close()
 
+def test_a_huge_photo_does_not_stall_others(server, tmp_path):
+    "A 24 MP PNG (decoded in full: PNG has no reduced decoding) is still in work when a small photo's answer comes back."
+    import numpy as np
+    from PIL import Image
+    noise = np.random.default_rng(0).integers(60, 200, (250, 375, 3), dtype=np.uint8)   # texture: slow to inflate, unlike a flat colour
+    big = Image.fromarray(noise).resize((6000, 4000), Image.BILINEAR); big.paste(Image.open(ASTRONAUT).convert('RGB').resize((2000, 2000)), (2000, 1000))
+    big.save(tmp_path/'big.png', compress_level=1); body = (tmp_path/'big.png').read_bytes()
+    url, done = server[0], {}
+    def post_big(): post(url, body); done['big'] = time.perf_counter()
+    worker = threading.Thread(target=post_big); worker.start()
+    time.sleep(0.3)          # the big body is in and its decoding under way
+    status, small, _ = post(url, ASTRONAUT.read_bytes()); done['small'] = time.perf_counter()
+    worker.join(120)
+    assert status == 200 and small['faces'][0]['label'] == 'happiness'
+    assert done['small'] < done['big'], 'the small photo waited for the huge one'
+
 def _tree(pid:int)->list:
     psutil = pytest.importorskip('psutil')
     return psutil.Process(pid).children(recursive=True)
