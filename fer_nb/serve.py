@@ -448,10 +448,12 @@ WATCHDOG_JS = """(function () {
     d.style.cssText = 'position:fixed;top:0;left:0;right:0;z-index:10000;padding:8px 14px;background:#c0392b;color:#fff;font:bold 15px sans-serif';
     document.body.appendChild(d);
   };
+  let misses = 0;                                                // one lost request is not yet a dead server
   const check = () => fetch(url, {cache: 'no-store'}).then(r => {
+      misses = 0;
       if (r.status === 404) say('This page has stopped (its kernel was shut down or crashed): reload the page to start again.');
       else setTimeout(check, %d);
-    }, () => say('The server is not answering: reload the page when it is back.'));
+    }, () => { if (++misses >= 2) say('The server is not answering: reload the page when it is back.'); else setTimeout(check, %d); });
   setTimeout(check, %d);
 })();"""
 
@@ -460,7 +462,7 @@ def kernel_watchdog(every_s:float=3 # seconds between checks
     "An HTML script for the Voila page that says in one line when the page's kernel is gone."
     from IPython.display import HTML
     ms = int(every_s*1000)
-    return HTML(f'<script>{WATCHDOG_JS % (ms, ms)}</script>')
+    return HTML(f'<script>{WATCHDOG_JS % (ms, ms, ms)}</script>')
 
 # %% ../nbs/11_serve.ipynb #sv000050
 def model_command(port:int, # private port on 127.0.0.1
