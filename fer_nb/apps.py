@@ -11,7 +11,7 @@ from PIL import Image
 
 from .data import CLASSES, IMAGE_EXTS, PRIORS, DataError, FerError, load_image
 from .faces import DETECTORS
-from .predict import COLORS, RUNTIMES, FaceTracker, Predictor, annotate, sample_path
+from .predict import COLORS, RUNTIMES, FaceTracker, Predictor, annotate, overlay, sample_path
 
 # %% auto #0
 __all__ = ['process_video', 'expand_inputs', 'predict_each', 'results_frame', 'batch_summary', 'predict_many', 'face_table',
@@ -165,7 +165,7 @@ def explain_picture(predictor:Predictor, # the Predictor to use
                     faces:list|None=None # the photo's Faces from predictor.predict, if at hand (their crops are reused)
                    )->Image.Image:
     "The photo with each face's Grad-CAM heat map, box and label (fer_nb.explain)."
-    from fer_nb.explain import explain_faces, overlay   # explain builds on this module: imported when needed
+    from fer_nb.explain import explain_faces   # Grad-CAM needs torch: imported when a heat map is asked for
     faces, maps = explain_faces(predictor, image, faces=faces)
     return overlay(image, faces, maps, max_side=max_side)
 
@@ -256,7 +256,6 @@ def result_html(name:str, # the file's name
     "An HTML block with the annotated photo (and its heat maps) and every face's probability bars."
     pics = _img_html(annotate(image, faces, max_side=480), 'fer-photo')
     if maps is not None and faces:
-        from fer_nb.explain import overlay
         pics += _img_html(overlay(image, faces, maps, max_side=480), 'fer-heatmap')
     head = f"{len(faces)} face{'' if len(faces) == 1 else 's'}" if faces else '<span class="fer-noface">no face found</span>'
     return (f'<div class="fer-result"><p><b>{html.escape(name)}</b>: {head}</p>{pics}<div>'
@@ -284,9 +283,10 @@ def classify_uploads(value, # FileUpload.value: a tuple of dicts with name, type
     for f in value:
         name = f.get('name') or 'upload'
         try:
-            im = load_image(f['content'], name=name)
-            if not explain: out.append(result_html(name, im, predictor.predict(im)))
-            else: out.append(result_html(name, im, *explain_uploaded(predictor, im, name)))
+            im = load_image(f['content'], name=name)   # the picture to draw on (and a bad file's one-line error, before any work)
+            photo = bytes(f['content'])   # the file itself goes to the predictor: big JPEGs decode reduced, a model process gets it as sent
+            if not explain: out.append(result_html(name, im, predictor.predict(photo, name=name)))
+            else: out.append(result_html(name, im, *explain_uploaded(predictor, photo, name)))
         except FerError as e: out.append(error_html(str(e)))
     return out
 

@@ -14,7 +14,8 @@ from .data import CLASSES, DataError, FerError, cache_dir, face_crop, find_file,
 from .faces import DETECT_SIDE, MIN_FACE_SIDE, as_detector, box_iou, find_faces, load_photo, shrink
 
 # %% auto #0
-__all__ = ['RUNTIMES', 'COLORS', 'sample_path', 'Face', 'onnx_session', 'Predictor', 'annotate', 'plot_probs', 'FaceTracker']
+__all__ = ['RUNTIMES', 'COLORS', 'sample_path', 'Face', 'onnx_session', 'Predictor', 'annotate', 'plot_probs', 'heat_rgb',
+           'overlay', 'FaceTracker']
 
 # %% ../nbs/05_predict.ipynb #9940af84
 def sample_path(name:str='astronaut.png' # a file in samples/
@@ -227,6 +228,34 @@ def plot_probs(faces:list, # Faces from Predictor.predict
         for sp in ('top', 'right'): ax.spines[sp].set_visible(False)
     plt.tight_layout()
     return axs
+
+# %% ../nbs/05_predict.ipynb #ov000002
+def heat_rgb(m:np.ndarray # H×W map in [0, 1]
+            )->np.ndarray:
+    "H×W×3 uint8 JET colours for a map in [0, 1]."
+    import cv2
+    return cv2.applyColorMap(np.uint8(np.clip(m, 0, 1)*255), cv2.COLORMAP_JET)[..., ::-1]
+
+def overlay(image, # the photo (anything load_image reads)
+            faces:list, # its Faces (explain_faces or Predictor.predict)
+            maps:np.ndarray, # N×S×S maps in [0, 1], one per face
+            max_side:int|None=None, # shrink the picture to this first (boxes follow)
+            alpha:float=0.45, # opacity of the colour map
+            labels:bool=True # draw boxes and labels too
+           )->Image.Image:
+    "A copy of the photo with each face's Grad-CAM painted translucent into its box."
+    if len(faces) != len(maps): raise DataError(f"got {len(maps)} maps for {len(faces)} faces")
+    im = load_image(image).convert('RGB'); s = 1.0
+    if max_side: im, s = shrink(im, max_side)
+    a = np.asarray(im).astype(np.float32)
+    for f, m in zip(faces, maps):
+        x, y, w, h = (round(v*s) for v in f.box)
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(im.width, x + w), min(im.height, y + h)
+        if x1 <= x0 or y1 <= y0: continue      # box outside the picture
+        big = np.asarray(Image.fromarray(np.float32(m)).resize((w, h), Image.BILINEAR))[y0 - y:y1 - y, x0 - x:x1 - x]
+        a[y0:y1, x0:x1] = (1 - alpha)*a[y0:y1, x0:x1] + alpha*heat_rgb(big)
+    out = Image.fromarray(a.round().astype(np.uint8))
+    return annotate(out, [Face(tuple(round(v*s) for v in f.box), f.label, f.probs, f.score) for f in faces]) if labels else out
 
 # %% ../nbs/05_predict.ipynb #bf95f0ba
 class FaceTracker:

@@ -214,7 +214,7 @@ def test_video_round_trip(untrained, tmp_path):
 # ---------------------------------------------------------------- serve
 def test_serve_command(monkeypatch):
     cmd = voila_command(8899)
-    assert cmd[1:3] == ['-m', 'voila'] and cmd[3].endswith('nbs/app.ipynb') and Path(cmd[3]).is_file()
+    assert cmd[1:4] == ['-m', 'fer_nb.serve', 'web'] and cmd[4].endswith('nbs/app.ipynb') and Path(cmd[4]).is_file()   # Voila with the API in front
     assert '--port=8899' in cmd and '--no-browser' in cmd
     r = cli('serve', '--help')
     assert r.returncode == 0 and '--port' in r.stdout
