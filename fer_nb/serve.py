@@ -535,7 +535,7 @@ def serve(port:int=8866, # the public port: page and API
         if not _wait_ready(model_url, model): raise FerError(f"the model process did not start (exit code {model.poll()}): see its message above")
         print(f"model ready in {time.monotonic() - started:.1f} s", flush=True)
         web = subprocess.Popen(voila_command(port, browser, host, pool, cull_idle), cwd=root, env=dict(os.environ, **{MODEL_URL_ENV: model_url}))
-        print(f"serving the app and the API at http://{host}:{port}/ (POST /v1/predict, GET /v1/health)", flush=True)
+        print(f"serving {app_notebook()} and the API at http://{host}:{port}/ (POST /v1/predict, GET /v1/health)", flush=True)
         while web.poll() is None:
             time.sleep(0.2)
             if model.poll() is None: continue
