@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .data import CLASSES, IMAGE_EXTS, PRIORS, DataError, FerError, load_image
+from .data import CLASSES, IMAGE_EXTS, PRIORS, DataError, FerError, add_checkpoint_option, add_prior_option, load_image
 from .faces import DETECTORS
 from .predict import COLORS, RUNTIMES, FaceTracker, Predictor, annotate, overlay, sample_path
 
@@ -211,9 +211,8 @@ def add_model_options(parser, # an argparse (sub)parser
                      ):
     "The options every command that runs the model shares: detector, checkpoint, runtime and prior."
     parser.add_argument('--detector', default='yunet', choices=detectors, help='face detector' + ('; none = the images are face crops' if 'none' in detectors else ''))
-    parser.add_argument('--checkpoint', help='model checkpoint (default: $FER_NB_CHECKPOINT or the shipped model)')
+    add_checkpoint_option(parser); add_prior_option(parser)
     parser.add_argument('--runtime', default='auto', choices=RUNTIMES, help='model runtime (auto: ONNX Runtime on CPU when installed)')
-    parser.add_argument('--prior', default='uniform', choices=PRIORS, help='class prior: uniform (default; every expression equally likely) or train (FERPlus frequencies)')
     return parser
 
 def add_cli(sub):

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, class_names, concat, ferplus_dir,
+from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, add_checkpoint_option, add_prior_option, class_names, concat, ferplus_dir,
                          load_ferplus, load_fer2013_csv, load_image_folder)
 from .model import (PRIORS, CheckpointError, atomic_write, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
                           predict_logits, read_checkpoint, resolve_model, shipped_model_path)
@@ -538,11 +538,11 @@ def _export_cmd(args)->int:
 def add_cli(sub):
     "Add `fer-nb eval` and `fer-nb export` to the CLI."
     p = sub.add_parser('eval', help='evaluate a checkpoint on FERPlus or any supported dataset')
-    p.add_argument('--checkpoint', help='a .pt checkpoint (default: $FER_NB_CHECKPOINT, else the shipped model)')
+    add_checkpoint_option(p)
     p.add_argument('--data', help='FERPlus folder, fer2013.csv or a folder of class folders (default: $FERPLUS_DIR)')
     p.add_argument('--kdef', action='store_true', help='evaluate on the KDEF photos in $FER_NB_KDEF_DIR (whole photos through the face step)')
     p.add_argument('--format', choices=FORMATS, help='dataset layout (default: detect; photos: whole photos through the face step)')
-    p.add_argument('--prior', choices=PRIORS, help='class prior (default: train for FERPlus/fer2013, uniform for folders/photos, and the other one reported too)')
+    add_prior_option(p, None, 'class prior (default: train for FERPlus/fer2013, uniform for folders/photos, and the other one reported too)')
     p.add_argument('--detector', default='yunet', help='face detector for --format photos (default: yunet)')
     p.add_argument('--split', default='test', help='train | valid | test | all (default: test)')
     p.add_argument('--tta', choices=TTA_MODES[1:], help='also report with test-time augmentation')
@@ -556,8 +556,8 @@ def add_cli(sub):
     p.add_argument('--readme-table', metavar='README', help="write the results table from the checkpoint's card into README (between its results markers); evaluates nothing")
     p.set_defaults(func=_eval_cmd)
     p = sub.add_parser('export', help='export a checkpoint to ONNX (with a parity check)')
-    p.add_argument('--checkpoint', help='a .pt checkpoint (default: $FER_NB_CHECKPOINT, else the shipped model)')
-    p.add_argument('--prior', choices=PRIORS, default='uniform', help='class prior built into the exported logits (default: uniform)')
+    add_checkpoint_option(p)
+    add_prior_option(p, help='class prior built into the exported logits (default: uniform)')
     p.add_argument('--onnx', required=True, help='the .onnx file to write')
     p.add_argument('--opset', type=int, default=17)
     p.set_defaults(func=_export_cmd)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import tornado.httpclient, tornado.httputil, tornado.ioloop, tornado.web
 
-from .data import PRIORS, DataError, FerError, find_file
+from .data import PRIORS, DataError, FerError, add_checkpoint_option, find_file
 from .predict import Face
 
 # %% auto #0
@@ -558,7 +558,7 @@ def add_cli(sub):
     s = sub.add_parser('serve', help='serve the app page (nbs/app.ipynb) and the HTTP API (POST /v1/predict) from one model process')
     s.add_argument('--port', type=int, default=8866, help='port of the page and the API (default 8866)')
     s.add_argument('--host', default='localhost', help='address to listen on (default localhost; 0.0.0.0 to serve a room)')
-    s.add_argument('--checkpoint', help='model checkpoint (default: $FER_NB_CHECKPOINT or the shipped model)')
+    add_checkpoint_option(s)
     s.add_argument('--pool', type=int, default=POOL_SIZE, help=f'page kernels started ahead of visitors (default {POOL_SIZE})')
     s.add_argument('--cull-idle', type=int, default=CULL_IDLE_S, help=f'seconds before the kernel of a visitor who left is shut down (default {CULL_IDLE_S})')
     s.add_argument('--workers', type=int, help='photo threads in the model process (default: cores + 1)')
