@@ -149,3 +149,14 @@ def test_front_door_layout():
         runs[str(p.relative_to(ROOT))] = make_config(p, check_files=False)['run']
     assert len(set(runs.values())) == len(runs), runs   # no two recipes write into one run's checkpoints
     assert sorted(p.name for p in (ROOT/'models').glob('*.pt')) == [(ROOT/'models'/'DEFAULT').read_text().strip()]
+
+def test_readme_is_a_front_door():
+    "The README stays a user's page: at most 220 lines, and its biggest table is the results table generated from the card."
+    lines = (ROOT/'README.md').read_text().splitlines()
+    assert len(lines) <= 220, f'README.md has {len(lines)} lines: move the detail to the notebooks or experiments/README.md'
+    tables, run, start = [], 0, None
+    for i, line in enumerate(lines + ['']):
+        if line.startswith('|'): run, start = run + 1, start if run else i
+        elif run: tables.append((run - 2, start)); run = 0   # data rows: less the header and the |---| line
+    rows, at = max(tables)
+    assert rows <= 12 and lines[at - 1] == '<!-- results:start -->', (rows, lines[at - 1])
