@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from fastcore.basics import patch
 import tornado.httpclient, tornado.httputil, tornado.ioloop, tornado.web
 
 from .data import PRIORS, DataError, FerError, add_checkpoint_option, find_file
@@ -283,6 +284,8 @@ class RemotePredictor:
         if prior not in PRIORS: raise DataError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
         self._prior = prior; return self
 
+    def __call__(self, image, **kwargs): return self.predict(image, **kwargs)   # client(photo) is client.predict(photo), as for a Predictor
+
     def __repr__(self): return f"RemotePredictor({self.url}, prior={self._prior})"
 
 # %% ../nbs/11_serve.ipynb #sv000031
@@ -301,21 +304,20 @@ def photo_bytes(image # path, bytes, file object, PIL image or numpy array
 def _faces(answer:dict)->list:
     return [Face(tuple(d['box']), d['label'], d['probs'], d.get('score', 1.0)) for d in answer['faces']]
 
-def _predict(self:RemotePredictor, image, # path, bytes, file object, PIL image or numpy array
-             detect:str='auto', # as in Predictor.predict
-             name:str|None=None # how to call the image in error messages
-            )->list:
+@patch
+def predict(self:RemotePredictor, image, # path, bytes, file object, PIL image or numpy array
+            detect:str='auto', # as in Predictor.predict
+            name:str|None=None # how to call the image in error messages
+           )->list:
     "The faces in `image`, as the model process finds and classifies them (Faces without crops)."
     return _faces(self._request('POST', 'v1/predict', photo_bytes(image), dict(prior=self._prior, detect=detect, name=name or 'image')))
 
-def _explain(self:RemotePredictor, image, name:str|None=None)->tuple:
+@patch
+def explain(self:RemotePredictor, image, name:str|None=None)->tuple:
     "(faces, N×S×S Grad-CAM maps in [0, 1]), computed in the model process."
     r = self._request('POST', 'v1/explain', photo_bytes(image), dict(prior=self._prior, name=name or 'image'))
     maps = np.frombuffer(base64.b64decode(r['maps']['uint8']), np.uint8).reshape(r['maps']['shape']).astype(np.float32)/255
     return _faces(r), maps
-
-RemotePredictor.predict = RemotePredictor.__call__ = _predict
-RemotePredictor.explain = _explain
 
 # %% ../nbs/11_serve.ipynb #sv000033
 def free_port(host:str='127.0.0.1')->int:
