@@ -13,7 +13,7 @@ from PIL import Image
 import pandas as pd
 
 from .data import (CLASSES, FACE_SIZE, MAX_PIXELS, DataError, FaceSet, box_transform, find_file, load_ferplus, load_image,
-                         warp_crop, _cached, _fingerprint)   # box_transform and warp_crop: the one crop pipeline, which face_crop also uses
+                         warp_crop, _cached, _fingerprint, _layout)   # box_transform and warp_crop: the one crop pipeline, which face_crop also uses
 
 # %% auto #0
 __all__ = ['DETECT_SIDE', 'YUNET_FILE', 'DETECTORS', 'FER_FRAME', 'REFINE_SIDE', 'REFINE_ZOOM', 'MIN_FACE_SIDE', 'EXPW_LIST',
@@ -312,10 +312,7 @@ def load_expw(root, # the ExpW folder (label/label.lst, image/origin/)
               use_cache:bool=True # False: always run the face step
              )->FaceSet:
     "Load ExpW into a FaceSet: every labelled box of every picture cut through the face step."
-    root = Path(root)
-    if not root.is_dir(): raise DataError(f"ExpW folder not found: {root} (expected label/label.lst and image/origin/)")
-    missing = [p for p in (EXPW_LIST, EXPW_IMAGES) if not (root/p).exists()]
-    if missing: raise DataError(f"{root} is not in the ExpW layout: missing {' and '.join(missing)} (expected label/label.lst and image/origin/*.jpg)")
+    root = _layout(Path(root), 'ExpW', [EXPW_LIST, EXPW_IMAGES], 'label/label.lst and image/origin/*.jpg')   # the folder itself, or one inside it
     table = _read_expw_list(root/EXPW_LIST); det = as_detector(detector)
     def build():
         crops, aligned, ok, unreadable = np.zeros((len(table), FACE_SIZE, FACE_SIZE), np.uint8), np.zeros(len(table), bool), np.zeros(len(table), bool), []
