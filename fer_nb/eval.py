@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, add_checkpoint_option, add_prior_option, class_names, concat, ferplus_dir,
-                         load_ferplus, load_fer2013_csv, load_image_folder)
+from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, add_checkpoint_option,
+                         add_prior_option, class_names, concat, ferplus_dir, load_affectnet, load_rafdb, load_ferplus,
+                         load_fer2013_csv, load_image_folder)
 from .model import (PRIORS, CheckpointError, atomic_write, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
                           predict_logits, read_checkpoint, resolve_model, shipped_model_path)
 
@@ -111,8 +112,7 @@ def published_set(data_dir, # the dataset's folder, in its published layout
                   detector:str='yunet' # ExpW: the face step's detector
                  )->FaceSet:
     "RAF-DB, AffectNet or ExpW (the importers of fer_nb.data and fer_nb.faces) as one FaceSet, for evaluation."
-    from fer_nb.data import load_affectnet, load_rafdb
-    from fer_nb.faces import load_expw
+    from fer_nb.faces import load_expw   # the face step (and OpenCV) only when ExpW is asked for
     have = PUBLISHED_SPLITS[format]
     if split is not None and split not in have:
         raise DataError(f"{format} has {'splits ' + ' and '.join(have) if have else 'no splits'}, not {split!r}: use --split {' or '.join(have) or 'all'}")
