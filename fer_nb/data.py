@@ -313,11 +313,12 @@ def _cached(key:str, build, cache=None, use_cache:bool=True)->dict:
 def _read_faces(paths:list, # image files
                 names:list, # their names, for messages
                 what:str, # the dataset, for messages
-                detect=None # None: each file is a face crop; else a function photo file → 48×48 crop or None
+                detect=None # None: each file is a face crop; else a function photo file → S×S crop or None (S: its `size`, default 48)
                )->tuple:
-    "Decode images into N×48×48 uint8, (row indices kept, face found per row); unreadable files are skipped and reported once."
+    "Decode images into N×S×S uint8, (row indices kept, face found per row); unreadable files are skipped and reported once."
     imgs, ok, found, bad = [], [], [], []
-    blank = np.zeros((FACE_SIZE, FACE_SIZE), np.uint8)
+    side = getattr(detect, 'size', FACE_SIZE)   # a photo without a face still takes a row, as a blank crop
+    blank = np.zeros((side, side), np.uint8)
     for i, (p, n) in enumerate(zip(paths, names)):
         try:
             if detect is not None: face = detect(p)   # the face step reads the file itself (big JPEGs decode reduced)
@@ -329,7 +330,7 @@ def _read_faces(paths:list, # image files
         imgs.append(blank if face is None else face); ok.append(i); found.append(face is not None)
     if bad:
         warnings.warn(f"{what}: skipped {len(bad)} unreadable image(s): {', '.join(map(str, bad[:10]))}{' …' if len(bad) > 10 else ''}")
-    images = np.stack(imgs) if imgs else np.zeros((0, FACE_SIZE, FACE_SIZE), np.uint8)
+    images = np.stack(imgs) if imgs else np.zeros((0, side, side), np.uint8)
     return images, np.array(ok, dtype=np.int64), np.array(found, dtype=bool)
 
 # %% ../nbs/00_data.ipynb #5796a831
@@ -447,7 +448,7 @@ def load_image_folder(root, # folder of class folders (or train/test folders of 
                       class_names:dict|None=None, # extra {folder name: our class name} mappings
                       cache=None, # cache folder (default: cache_dir())
                       use_cache:bool=True, # False: always decode the images
-                      detect=None # whole photos: a function photo file → 48×48 uint8 crop of its largest face, or None (no face)
+                      detect=None # whole photos: a function photo file → S×S uint8 crop of its largest face, or None (no face)
                      )->FaceSet:
     "Load a `root/<class>/*.png|jpg|…` tree into a FaceSet, mapping folder names onto our classes."
     root = Path(root)

@@ -53,12 +53,14 @@ def kdef_dir()->Path:
     if not path.is_dir(): raise DataError(f"FER_NB_KDEF_DIR={env} is not a folder")
     return path
 
-def photo_face_step(detector:str='yunet'):
-    "The face step for whole photos: photo (file or image) → 48×48 crop of its largest face, or None."
+def photo_face_step(detector:str='yunet', size:int=FACE_SIZE # side of the crops: the model's input size
+                   ):
+    "The face step for whole photos: photo (file or image) → size×size crop of its largest face, or None."
     from fer_nb.faces import largest_face_crop, make_detector
     det = make_detector(detector)
-    step = lambda photo: largest_face_crop(photo, det)
-    step.cache_key = f'{detector}-v3'   # names the cached crops; bump when the face step changes
+    step = lambda photo: largest_face_crop(photo, det, size=size)
+    step.size = size
+    step.cache_key = f'{detector}-v3' + ('' if size == FACE_SIZE else f'-{size}px')   # names the cached crops; bump when the face step changes
     return step
 
 # %% ../nbs/03_eval.ipynb #f93e62d4
@@ -69,7 +71,8 @@ def load_dataset(data_dir=None, # FERPlus folder, fer2013.csv (or its folder), o
                  limit:int=0, # keep a seeded random subset of this many faces; 0 = all
                  seed:int=0, # which subset
                  cache=None, # processed-data cache folder (default: fer_nb.data.cache_dir())
-                 detector:str='yunet' # photos: the face detector of the face step
+                 detector:str='yunet', # photos: the face detector of the face step
+                 size:int=FACE_SIZE # photos: side of the face step's crops (the model's input size: a 64-px model gets 64-px crops)
                 )->FaceSet:
     "Load any supported dataset (one split, optionally a random subset) as a FaceSet."
     if format is None: format = 'ferplus' if data_dir is None else detect_format(data_dir)
@@ -90,7 +93,7 @@ def load_dataset(data_dir=None, # FERPlus folder, fer2013.csv (or its folder), o
         faceset = published_set(data_dir, format, None if every else split, classes, cache, detector)
     else:
         if data_dir is None: raise DataError(f"the {format} format needs data_dir (a folder of class folders)")
-        faceset = load_image_folder(data_dir, cache=cache, detect=photo_face_step(detector) if format == 'photos' else None)
+        faceset = load_image_folder(data_dir, cache=cache, detect=photo_face_step(detector, size) if format == 'photos' else None)
     if not every and format in ('fer2013', 'folders', 'photos'):
         have = sorted(set(faceset.meta.split))
         if have != ['all']:
@@ -495,7 +498,8 @@ def run_eval(checkpoint=None, # path; None: $FER_NB_CHECKPOINT, else the shipped
     model, saved = load_checkpoint(path)
     classes = saved['classes']
     fmt = format or ('ferplus' if data_dir is None else detect_format(data_dir))
-    faceset = load_dataset(data_dir, fmt, split, classes=8 if len(classes) == 8 else 7, limit=limit, detector=detector)
+    faceset = load_dataset(data_dir, fmt, split, classes=8 if len(classes) == 8 else 7, limit=limit, detector=detector,
+                           size=saved.get('input_size', FACE_SIZE))   # photos are cropped at the side the model sees, as the Predictor crops them
     name = dataset_name(faceset) + (f'[n={limit}]' if limit and limit <= len(faceset) else '')
     main = prior or usual_prior(fmt)
     if main not in PRIORS: raise DataError(f"prior must be one of {', '.join(PRIORS)}, got {main!r}")

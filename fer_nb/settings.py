@@ -38,6 +38,7 @@ DEFAULTS = dict(
     logit_adjust=0.0,         # tau: the loss sees logits + tau*log(train prior), so at 1 the model's own scores are prior-free
     teachers=[],              # checkpoints whose averaged probabilities (training prior) become part of the targets
     distill=0.0,              # weight of the teachers' probabilities in the targets (0 = off; e.g. 0.5)
+    teacher_flip=False,       # teachers also judge each face mirrored, their probabilities averaged over both views (a stronger teacher at no training cost)
     mixup=0.0,                # mixup alpha (0 = off)
     cutmix=0.0,               # cutmix alpha (0 = off)
     mix_prob=0.5,             # chance a batch is mixed when mixup/cutmix is on

@@ -100,7 +100,9 @@ def mix(x:torch.Tensor, t:torch.Tensor, cfg:dict, g:torch.Generator|None=None)->
 def teacher_probs(checkpoints:list, # teacher checkpoints (same classes as the data)
                   images:np.ndarray, # N×48×48 uint8 training faces, clean
                   classes, # the data's class names
-                  batch_size:int=512)->np.ndarray:
+                  batch_size:int=512,
+                  flip:bool=False # also average over each face mirrored (a mirror ensemble of every teacher)
+                 )->np.ndarray:
     "The teachers' averaged class probabilities N×C under their training prior: targets for distillation."
     from fer_nb.model import load_checkpoint
     x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
@@ -108,7 +110,8 @@ def teacher_probs(checkpoints:list, # teacher checkpoints (same classes as the d
     for c in checkpoints:
         m, checkpoint = load_checkpoint(c, prior='train')
         if list(checkpoint['classes']) != list(classes): raise ConfigError(f"teacher {c} has classes {checkpoint['classes']}, the data {list(classes)}")
-        probs.append(predict_logits(m, x, batch_size).softmax(1).numpy())
+        views = [x, x.flip(-1)] if flip else [x]
+        probs.append(sum(predict_logits(m, v, batch_size).softmax(1).numpy() for v in views)/len(views))
     return (sum(probs)/len(probs)).astype(np.float32)
 
 # %% ../nbs/02_train.ipynb #88fc8fb7
@@ -158,7 +161,7 @@ def load_data(cfg:dict)->tuple:
     t = np.concatenate([t, *[np.eye(len(train_set.classes), dtype=np.float32)[faceset.labels] for faceset in extra]])   # no votes: one-hot
     draw = (mixture_weights([len(train_set), *map(len, extra)], [cfg['ferplus_weight'], *[entry['weight'] for entry in cfg['datasets']]])
             if extra else None)
-    if cfg['distill']: t = (1 - cfg['distill'])*t + cfg['distill']*teacher_probs(cfg['teachers'], images, train_set.classes)
+    if cfg['distill']: t = (1 - cfg['distill'])*t + cfg['distill']*teacher_probs(cfg['teachers'], images, train_set.classes, flip=cfg['teacher_flip'])
     as_t = lambda a: torch.from_numpy(np.array(a))   # a writable copy
     return (as_t(images).unsqueeze(1), as_t(t), as_t(valid_set.images).unsqueeze(1), as_t(valid_set.labels), train_set.classes,
             None if draw is None else as_t(draw))

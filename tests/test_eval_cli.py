@@ -195,3 +195,20 @@ def test_kdef_accuracy_is_the_cards(tmp_path, monkeypatch):
     carded = read_card(shipped_model_path())['evaluations']['kdef/all']['accuracy']
     print(f'KDEF {uniform.accuracy:.4f}, card {carded:.4f}')
     assert uniform.metrics['n_images'] == 980 and abs(uniform.accuracy - carded) <= 0.01, (uniform.accuracy, carded)
+
+def test_photos_are_cropped_at_the_models_input_size(tmp_path, monkeypatch):
+    "A 64-px model is evaluated on 64-px crops of whole photos, as the Predictor crops them, not 48-px crops blown up; a faceless photo keeps its row."
+    from fer_nb.eval import load_dataset, run_eval
+    from fer_nb.model import create_model, save_checkpoint
+    from fer_nb.synthetic import make_photo_folder
+    monkeypatch.setenv('FER_NB_CACHE', str(tmp_path/'cache'))
+    root = make_photo_folder(tmp_path/'photos', per_class=1, no_face=1)
+    small, big = load_dataset(root, 'photos', 'all'), load_dataset(root, 'photos', 'all', size=64)
+    assert small.images.shape[1:] == (48, 48) and big.images.shape[1:] == (64, 64) and len(big) == len(small)
+    assert list(big.meta.face_found) == list(small.meta.face_found) and not big.meta.face_found.all()
+    assert not big.images[~big.meta.face_found.to_numpy()].any()                  # the faceless rows are blank
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path/'m64.pt', create_model('resnet_fer', in_size=64))
+    result = run_eval(ck, root, 'photos', prior='uniform')[0]
+    assert result.metrics['n_images'] == len(big)
+    assert (tmp_path/'cache').is_dir() and any('64px' in p.name for p in (tmp_path/'cache').rglob('*'))   # the 64-px crops are cached apart from the 48-px ones
