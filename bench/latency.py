@@ -14,7 +14,7 @@ Variants (each checked against eager fp32 on a batch: max abs logit difference a
   compile          torch.compile (inductor; needs a C++ compiler; skipped with --no-compile)
   onnxruntime      ONNX Runtime CPU (or CUDA) execution provider, all graph optimisations
   cuda_bf16        (CUDA only) autocast bf16, channels_last
-Input: N×1×48×48 float32 in [0, 1], the ONNX export's contract.
+Input: N×1×S×S float32 in [0, 1], the ONNX export's contract (S: the model's input size, 48 unless trained otherwise).
 """
 import argparse, json, os, statistics, sys, tempfile, time, warnings
 from pathlib import Path
@@ -37,8 +37,8 @@ def timed(fn, x, sync, warmup, seconds, min_iters=5):
 
 
 def variants(model, device, threads, no_compile):
-    "(name, callable taking a float N×1×48×48 tensor → logits as numpy) for every variant that builds here."
-    out = []
+    "(name, callable taking a float N×1×S×S tensor → logits as numpy) for every variant that builds here."
+    out, S = [], model.in_size
     def torch_fn(m, cl=False, autocast=None):
         @torch.inference_mode()
         def f(x):
@@ -54,7 +54,7 @@ def variants(model, device, threads, no_compile):
     try:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter('ignore')
-            ex = torch.rand(1, 1, 48, 48, device=device).contiguous(memory_format=torch.channels_last)
+            ex = torch.rand(1, 1, S, S, device=device).contiguous(memory_format=torch.channels_last)
             jm = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(cl_model, ex, check_trace=False).eval()))
         out.append(('jit_frozen', torch_fn(jm, cl=True)))
     except Exception as e: print(f'  jit_frozen: skipped ({str(e).splitlines()[0][:100]})', file=sys.stderr)
@@ -64,7 +64,7 @@ def variants(model, device, threads, no_compile):
             f = torch_fn(cm, cl=True)
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
-                for n in (1, 64, 256): f(torch.rand(n, 1, 48, 48))   # compile each shape we will time
+                for n in (1, 64, 256): f(torch.rand(n, 1, S, S))   # compile each shape we will time
             out.append(('compile', f))
         except Exception as e: print(f'  compile: skipped ({str(e).splitlines()[0][:100]})', file=sys.stderr)
     if device.type == 'cuda':
@@ -110,14 +110,15 @@ def main(argv=None):
     what = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} CPU threads'
     print(f'{name} on {what}; torch {torch.__version__}')
     torch.manual_seed(0)
-    check = torch.randint(0, 256, (64, 1, 48, 48), dtype=torch.uint8).float()/255
+    S = model.in_size   # the side the face step crops at for this model
+    check = torch.randint(0, 256, (64, 1, S, S), dtype=torch.uint8).float()/255
     with torch.inference_mode(): ref = model(check.to(device)).float().cpu().numpy()
     rows = []
     for vname, fn in variants(model, device, a.threads, a.no_compile):
         got = np.asarray(torch.as_tensor(fn(check)).float().cpu())
         diff, agree = float(np.abs(got - ref).max()), float((got.argmax(1) == ref.argmax(1)).mean())
-        ms1 = timed(fn, torch.rand(1, 1, 48, 48), sync, 10, a.seconds)*1e3
-        s64 = timed(fn, torch.rand(64, 1, 48, 48), sync, 3, a.seconds)
+        ms1 = timed(fn, torch.rand(1, 1, S, S), sync, 10, a.seconds)*1e3
+        s64 = timed(fn, torch.rand(64, 1, S, S), sync, 3, a.seconds)
         rows.append(dict(variant=vname, ms_per_face_b1=round(ms1, 3), images_per_s_b64=round(64/s64, 1),
                          max_abs_diff=diff, argmax_agree=agree))
         print(f'  {vname:14s} batch 1: {ms1:7.2f} ms/face   batch 64: {64/s64:8.0f} img/s   '

@@ -349,17 +349,18 @@ def export_onnx(checkpoint_or_model, # checkpoint path (None = shipped), (model,
                 classes=None, # class names for a bare model
                 prior:str|None=None # class prior of the exported logits (None: uniform for a path, as loaded for a model)
                )->Path:
-    "Export to ONNX: input `faces` N×1×48×48 float in [0, 1], output `logits`; dynamic batch; classes in metadata."
+    "Export to ONNX: input `faces` N×1×S×S float in [0, 1] (S: the model's input size, 48 unless trained otherwise), output `logits`; dynamic batch; classes in metadata."
     import onnx
     model, classes, info = resolve_model(checkpoint_or_model, classes, prior=prior)
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    side = getattr(model, 'in_size', FACE_SIZE)   # the side the face step crops at for this model, so ONNX takes its crops as they are
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        torch.onnx.export(model, (torch.rand(2, 1, FACE_SIZE, FACE_SIZE),), str(path), dynamo=False, opset_version=opset,
+        torch.onnx.export(model, (torch.rand(2, 1, side, side),), str(path), dynamo=False, opset_version=opset,
                           input_names=['faces'], output_names=['logits'],
                           dynamic_axes={'faces': {0: 'batch'}, 'logits': {0: 'batch'}})
     m = onnx.load(str(path))
-    for k, v in dict(classes=json.dumps(list(classes)), input='N×1×48×48 float32 gray faces in [0, 1] (uint8/255)',
+    for k, v in dict(classes=json.dumps(list(classes)), input=f'N×1×{side}×{side} float32 gray faces in [0, 1] (uint8/255)',
                      output='logits N×C (softmax for probabilities)', source=str(info.get('path', info.get('name'))), prior=str(info.get('prior'))).items():
         e = m.metadata_props.add(); e.key, e.value = k, v
     onnx.save(m, str(path))
@@ -371,7 +372,8 @@ def onnx_parity(checkpoint_or_model, # what was exported
     "Max abs difference between ONNX Runtime and PyTorch logits on a random batch of n faces."
     import onnxruntime as ort
     model, _, _ = resolve_model(checkpoint_or_model, prior=prior)
-    x = torch.randint(0, 256, (n, 1, 48, 48), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8).float()/255
+    side = getattr(model, 'in_size', FACE_SIZE)
+    x = torch.randint(0, 256, (n, 1, side, side), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8).float()/255
     sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     with torch.no_grad(): ref = model(x).numpy()
     return float(np.abs(sess.run(None, {'faces': x.numpy()})[0] - ref).max())

@@ -212,3 +212,17 @@ def test_photos_are_cropped_at_the_models_input_size(tmp_path, monkeypatch):
     result = run_eval(ck, root, 'photos', prior='uniform')[0]
     assert result.metrics['n_images'] == len(big)
     assert (tmp_path/'cache').is_dir() and any('64px' in p.name for p in (tmp_path/'cache').rglob('*'))   # the 64-px crops are cached apart from the 48-px ones
+
+def test_a_64px_model_runs_on_onnx_runtime(tmp_path, monkeypatch):
+    "A model trained at in_size 64 exports to ONNX with 64-px input, so the Predictor's default runtime takes the face step's 64-px crops and answers as PyTorch does."
+    from fer_nb.model import export_onnx, onnx_parity
+    from fer_nb.predict import Predictor
+    from fer_nb.synthetic import make_photo_folder
+    monkeypatch.setenv('FER_NB_CACHE', str(tmp_path/'cache'))
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path/'m64.pt', create_model('resnet_fer', in_size=64))
+    assert onnx_parity(ck, export_onnx(ck, tmp_path/'m64.onnx'), n=8) <= 1e-4
+    photo = next(p for p in sorted(make_photo_folder(tmp_path/'photos', per_class=1).rglob('face*.jpg')))
+    faces = {rt: Predictor.load(ck, runtime=rt).predict(photo) for rt in ('torch', 'onnx')}
+    assert len(faces['onnx']) == len(faces['torch']) >= 1 and faces['onnx'][0].crop.shape == (64, 64)
+    assert max(abs(faces['onnx'][0].probs[c] - faces['torch'][0].probs[c]) for c in faces['torch'][0].probs) <= 1e-3
