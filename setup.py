@@ -74,6 +74,7 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(include=['fer_nb', 'fer_nb.*']),
     include_package_data = True,
+    package_data = {'fer_nb': ['static/*.html', 'static/*.css', 'static/*.js']},   # the light page `fer-nb serve` shows at /
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements },
     dependency_links = cfg.get('dep_links','').split(),

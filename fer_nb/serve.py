@@ -2,9 +2,10 @@
 
 # %% ../nbs/11_serve.ipynb #sv000004
 from __future__ import annotations
-import base64, copy, io, json, os, queue, signal, socket, subprocess, sys, threading, time
+import base64, collections, copy, functools, html, io, json, os, queue, signal, socket, subprocess, sys, threading, time
 import urllib.error, urllib.parse, urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
+import ipaddress
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,14 @@ from .data import PRIORS, DataError, FerError, add_checkpoint_option, find_file
 from .predict import Face
 
 # %% auto #0
-__all__ = ['MAX_UPLOAD_MB', 'QUEUE_LIMIT', 'RETRY_AFTER_S', 'MODEL_URL_ENV', 'POOL_SIZE', 'CULL_IDLE_S', 'WATCHDOG_JS',
-           'ApiError', 'error_status', 'prior_weights', 'under_prior', 'FaceBatcher', 'ModelService', 'JsonHandler',
-           'NotFoundHandler', 'too_large', 'UploadHandler', 'PredictHandler', 'HealthHandler', 'model_app',
-           'RemotePredictor', 'photo_bytes', 'free_port', 'start_model_thread', 'ApiProxyHandler', 'voila_web',
+__all__ = ['MAX_UPLOAD_MB', 'QUEUE_LIMIT', 'RETRY_AFTER_S', 'MODEL_URL_ENV', 'ROOM_WINDOW_S', 'PAGE_POLICY', 'POOL_SIZE',
+           'CULL_IDLE_S', 'WATCHDOG_JS', 'LOOPBACK', 'ApiError', 'error_status', 'prior_weights', 'under_prior',
+           'FaceBatcher', 'ModelService', 'JsonHandler', 'NotFoundHandler', 'too_large', 'UploadHandler',
+           'PredictHandler', 'HealthHandler', 'model_app', 'RemotePredictor', 'photo_bytes', 'free_port',
+           'start_model_thread', 'ApiProxyHandler', 'RoomCounts', 'static_dir', 'StaticFile', 'PageFile', 'PageOff',
+           'qr_svg', 'terminal_qr', 'QrPage', 'RoomCountsHandler', 'light_handlers', 'tls_context', 'voila_web',
            'app_notebook', 'voila_command', 'app_predictor', 'kernel_watchdog', 'model_command', 'run_model_process',
-           'serve', 'add_cli']
+           'public_urls', 'serve_banner', 'serve', 'add_cli']
 
 # %% ../nbs/11_serve.ipynb #sv000009
 MAX_UPLOAD_MB = 50        # bigger than any phone photo; a body past this is refused (413) before it is all read
@@ -29,9 +32,9 @@ RETRY_AFTER_S = 1         # what a 503 asks the client to wait
 MODEL_URL_ENV = 'FER_NB_MODEL_URL'   # where page kernels find the model process (set by `fer-nb serve`)
 
 class ApiError(FerError):
-    "A request the API refuses: an HTTP status, the one line the client reads, and when to retry (503)."
-    def __init__(self, status:int, message:str, retry_after:int|None=None):
-        super().__init__(message); self.status, self.retry_after = status, retry_after
+    "A request the API refuses: an HTTP status, the one line the client reads, when to retry (503) and why (busy | restarting)."
+    def __init__(self, status:int, message:str, retry_after:int|None=None, reason:str|None=None):
+        super().__init__(message); self.status, self.retry_after, self.reason = status, retry_after, reason
 
 def error_status(e:BaseException # what answering a request raised
                 )->tuple:
@@ -155,7 +158,8 @@ class JsonHandler(tornado.web.RequestHandler):
         else: status_code, msg = error_status(e)
         retry = getattr(e, 'retry_after', None)
         if retry: self.set_header('Retry-After', str(retry))
-        self.set_status(status_code); self.finish(json.dumps(dict(error=msg, status=status_code)))
+        why = {'reason': e.reason} if isinstance(e, ApiError) and e.reason else {}   # a 503's busy | restarting, for pages that word it
+        self.set_status(status_code); self.finish(json.dumps(dict(error=msg, status=status_code, **why)))
 
     def log_exception(self, typ, value, tb):
         if not isinstance(value, FerError): super().log_exception(typ, value, tb)   # the unexpected ones go to the server log, with the traceback
@@ -206,7 +210,7 @@ class PredictHandler(UploadHandler):
     def prepare(self):
         if self.service.pending >= self.queue_limit:
             n = self.service.pending
-            raise ApiError(503, f"the server is busy ({n} photo{'' if n == 1 else 's'} in progress): retry in {RETRY_AFTER_S} s", RETRY_AFTER_S)
+            raise ApiError(503, f"the server is busy ({n} photo{'' if n == 1 else 's'} in progress): retry in {RETRY_AFTER_S} s", RETRY_AFTER_S, 'busy')
         self.service.pending += 1; self.counted = True
         super().prepare()
 
@@ -222,9 +226,9 @@ class PredictHandler(UploadHandler):
         self.write_json(200, await tornado.ioloop.IOLoop.current().run_in_executor(self.service.pool, work))
 
 class HealthHandler(JsonHandler):
-    "GET /v1/health: the model's name and classes."
-    def initialize(self, service:ModelService): self.service = service
-    def get(self): self.write_json(200, self.service.health())
+    "GET /v1/health: the model's name and classes, and the upload limit (a page checks a file before sending it)."
+    def initialize(self, service:ModelService, limit_mb:int=MAX_UPLOAD_MB): self.service, self.limit_mb = service, limit_mb
+    def get(self): self.write_json(200, dict(self.service.health(), max_upload_mb=self.limit_mb))
 
 def _log_server_errors(handler):
     # a client's 4xx is its answer, not news; the server's own failures are logged (tornado's access log otherwise prints every request)
@@ -237,7 +241,7 @@ def model_app(service:ModelService, # the model service to answer with
     "The model process's tornado application."
     kw = dict(service=service, queue_limit=queue_limit, limit_mb=limit_mb)
     return tornado.web.Application([(r'/v1/predict', PredictHandler, kw), (r'/v1/explain', PredictHandler, {**kw, 'explain': True}),
-                                    (r'/v1/health', HealthHandler, dict(service=service))],
+                                    (r'/v1/health', HealthHandler, dict(service=service, limit_mb=limit_mb))],
                                    default_handler_class=NotFoundHandler, log_function=_log_server_errors)
 
 # %% ../nbs/11_serve.ipynb #sv000029
@@ -355,7 +359,8 @@ def _http_client(max_clients:int=2*QUEUE_LIMIT)->tornado.httpclient.AsyncHTTPCli
 @tornado.web.stream_request_body
 class ApiProxyHandler(UploadHandler):
     "The web process's /v1/…: size checked here, everything else answered by the model process."
-    def initialize(self, model_url:str, limit_mb:int=MAX_UPLOAD_MB): self.model_url, self.limit_mb = model_url, limit_mb
+    def initialize(self, model_url:str, limit_mb:int=MAX_UPLOAD_MB, room:RoomCounts|None=None):
+        self.model_url, self.limit_mb, self.room = model_url, limit_mb, room
 
     async def get(self, path): await self._forward(path, None)
     async def post(self, path):
@@ -369,24 +374,152 @@ class ApiProxyHandler(UploadHandler):
         try: r = await _http_client().fetch(req, raise_error=False)
         except (OSError, tornado.httpclient.HTTPClientError): r = None   # refused, reset or timed out: the model process is not there
         if r is None or r.code == 599:
-            raise ApiError(503, f"the model is not answering (it restarts by itself): retry in {RETRY_AFTER_S} s", RETRY_AFTER_S)
+            raise ApiError(503, f"the model is not answering (it restarts by itself): retry in {RETRY_AFTER_S} s", RETRY_AFTER_S, 'restarting')
         if r.headers.get('Retry-After'): self.set_header('Retry-After', r.headers['Retry-After'])
+        if path in ('predict', 'explain') and r.code == 200 and self.room is not None and self.get_query_argument('count', '1') != '0': self._count(r.body)
         self.set_status(r.code); self.finish(r.body)
 
-def voila_web(argv:list # Voila's command-line arguments
+    def _count(self, answer:bytes):
+        try: self.room.add([f['label'] for f in json.loads(answer)['faces']])
+        except (ValueError, KeyError, TypeError): pass     # not an answer of the model process: nothing to count
+
+# %% ../nbs/11_serve.ipynb #sv000101
+ROOM_WINDOW_S = 300       # the presenter's view counts the uploads of the last 5 minutes
+
+class RoomCounts:
+    "How many faces of each expression the room uploaded in the last `window_s` seconds: labels and times only, in memory."
+    def __init__(self, window_s:float=ROOM_WINDOW_S, # how far back the counts reach
+                 max_photos:int=100_000 # what is held at most, whatever the traffic
+                ):
+        self.window_s, self.photos = window_s, collections.deque(maxlen=max_photos)   # (time, labels) per photo
+
+    def add(self, labels:list, # the labels of one photo's faces
+            now:float|None=None # the time (time.monotonic); None: now
+           ):
+        "Count one photo."
+        self.photos.append((time.monotonic() if now is None else now, tuple(labels)))
+
+    def counts(self, now:float|None=None)->dict:
+        "{window_s, photos, faces, counts: {label: faces}} over the window that ends now."
+        now = time.monotonic() if now is None else now
+        while self.photos and self.photos[0][0] < now - self.window_s: self.photos.popleft()   # older ones are forgotten
+        c = collections.Counter(label for _, labels in self.photos for label in labels)
+        return dict(window_s=self.window_s, photos=len(self.photos), faces=sum(c.values()), counts=dict(c))
+
+# %% ../nbs/11_serve.ipynb #sv000105
+def static_dir()->Path:
+    "The light page's files (HTML, CSS, JavaScript), shipped inside the package."
+    import fer_nb
+    return Path(fer_nb.__file__).parent/'static'
+
+# the pages load only this server's own files, and the browser enforces it
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self' 'unsafe-inline'; "
+               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+class StaticFile(tornado.web.StaticFileHandler):
+    "A file of the light page, revalidated on each visit, its type never guessed."
+    def set_extra_headers(self, path):
+        self.set_header('Cache-Control', 'no-cache'); self.set_header('X-Content-Type-Options', 'nosniff')
+        if path.endswith('.html'): self.set_header('Content-Security-Policy', PAGE_POLICY)
+
+class PageFile(StaticFile):
+    "One file at a fixed URL (`/` is index.html)."
+    def initialize(self, path:str, file:str): super().initialize(path); self.file = file
+    def get(self, include_body:bool=True): return super().get(self.file, include_body)
+    def head(self): return self.get(include_body=False)
+
+class PageOff(tornado.web.RequestHandler):
+    "A page this server was told not to show: 404 and one line that says which option turned it off."
+    def initialize(self, message:str): self.message = message
+    def get(self):
+        self.set_status(404); self.set_header('Content-Security-Policy', PAGE_POLICY)
+        self.finish(f'<!doctype html><meta charset="utf-8"><title>Not here</title><p>{html.escape(self.message)}</p>')
+
+# %% ../nbs/11_serve.ipynb #sv000107
+def qr_svg(url:str)->str:
+    "An inline SVG QR code of `url` that scales with its box."
+    import segno
+    return segno.make(url, error='m').svg_inline(scale=1, omitsize=True, title=url, svgclass='qr')
+
+def terminal_qr(url:str, # what the code says
+                unicode:bool=True # half-block characters (two rows of modules per line); False: ANSI colours
+               )->str:
+    "The QR code of `url` as text for a terminal."
+    import segno
+    buf = io.StringIO(); segno.make(url, error='m').terminal(out=buf, compact=unicode, border=2)
+    return buf.getvalue()
+
+class QrPage(tornado.web.RequestHandler):
+    "/qr: the URL a room opens, as a QR code that fills the projector."
+    def initialize(self, share_url:str|None=None): self.share_url = share_url
+    def get(self):
+        url = self.page_url()
+        page = (static_dir()/'qr.html').read_text().replace('{{url}}', html.escape(url)).replace('{{svg}}', qr_svg(url))
+        self.set_header('Content-Security-Policy', PAGE_POLICY); self.set_header('Cache-Control', 'no-cache')
+        self.finish(page)
+
+    def page_url(self)->str:
+        "The URL a phone can open: the one this page was opened at, unless that is this machine's own name and a better one is known."
+        own = f'{self.request.protocol}://{self.request.host}/'
+        local = self.request.host_name in ('localhost', '127.0.0.1', '::1', '[::1]')
+        return self.share_url if local and self.share_url else own
+
+# %% ../nbs/11_serve.ipynb #sv000110
+class RoomCountsHandler(JsonHandler):
+    "GET /v1/room: the room's counts; 404 with one line when the view is off."
+    def initialize(self, room:RoomCounts|None): self.room = room
+    def get(self):
+        if self.room is None: raise ApiError(404, "the room view is off (`fer-nb serve --no-room`)")
+        self.set_header('Cache-Control', 'no-store'); self.write_json(200, self.room.counts())
+
+def light_handlers(model_url:str, # the model process's URL
+                   room:RoomCounts|None=None, # the room's counts; None: /room is off
+                   share_url:str|None=None, # what /qr shows a presenter on this machine
+                   limit_mb:int=MAX_UPLOAD_MB # the upload limit (413)
+                  )->list:
+    "The public routes the web process answers beside Voila's: the light page and its files, /qr, /room and the API."
+    d = str(static_dir())
+    room_page = (r'/room', PageFile, dict(path=d, file='room.html')) if room is not None else \
+                (r'/room', PageOff, dict(message='The room view is off: this server was started with --no-room.'))
+    return [(r'/', PageFile, dict(path=d, file='index.html')), (r'/static/(.*)', StaticFile, dict(path=d)),
+            (r'/qr', QrPage, dict(share_url=share_url)), room_page, (r'/v1/room', RoomCountsHandler, dict(room=room)),
+            (r'/v1/(.*)', ApiProxyHandler, dict(model_url=model_url, room=room, limit_mb=limit_mb)),
+            (r'/notebook', tornado.web.RedirectHandler, dict(url='/notebook/'))]
+
+# %% ../nbs/11_serve.ipynb #sv000114
+def tls_context(certfile, # the certificate (PEM); it may hold the key too
+                keyfile=None # the private key (PEM), if not in certfile
+               ):
+    "An ssl.SSLContext for an https server with this certificate; DataError in one line when the files cannot serve."
+    import ssl
+    for f in (certfile, keyfile):
+        if f is not None and not Path(f).is_file(): raise DataError(f"certificate file not found: {f}")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try: ctx.load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as e: raise DataError(f"{certfile} cannot serve https: {getattr(e, 'reason', None) or e}") from None
+    return ctx
+
+# %% ../nbs/11_serve.ipynb #sv000116
+def voila_web(argv:list # the web process's arguments: Voila's, and ours (--fer-no-room, --fer-share-url, --fer-certfile, --fer-keyfile)
              ):
-    "Run Voila with the API handlers in front of its own (the web process of `fer-nb serve`)."
-    from jupyter_server.utils import url_path_join
+    "Run the web process of `fer-nb serve`: the light page, /qr, /room and the API in front of Voila, which serves the notebook app at /notebook/."
+    import argparse
     from voila.app import Voila
     model_url = os.environ.get(MODEL_URL_ENV)
     if not model_url: raise FerError(f"${MODEL_URL_ENV} is not set: the web process is started by `fer-nb serve`")
+    ours = argparse.ArgumentParser(add_help=False)
+    for flag in ('--fer-share-url', '--fer-certfile', '--fer-keyfile'): ours.add_argument(flag)
+    ours.add_argument('--fer-no-room', action='store_true')
+    a, argv = ours.parse_known_args(argv)
+    room, tls = None if a.fer_no_room else RoomCounts(), tls_context(a.fer_certfile, a.fer_keyfile) if a.fer_certfile else None
     class FerVoila(Voila):
-        def init_handlers(self):
-            api = [(url_path_join(self.server_url, r'/v1/(.*)'), ApiProxyHandler, dict(model_url=model_url))]
-            return api + super().init_handlers()
+        def init_handlers(self): return light_handlers(model_url, room, a.fer_share_url) + super().init_handlers()
         def init_settings(self):
             settings = super().init_settings(); _fresh_when_taken(self.kernel_manager)
             return settings
+        def listen(self):
+            if tls: self.app.listen = functools.partial(self.app.listen, ssl_options=tls)   # Voila's listen() knows no TLS
+            super().listen()
     FerVoila.launch_instance(argv)
 
 def _fresh_when_taken(km):
@@ -416,13 +549,21 @@ def voila_command(port:int|None=None, # port to listen on; None = Voila's defaul
                   browser:bool=False, # open a web browser too
                   host:str='localhost', # address to listen on (0.0.0.0: every network interface)
                   pool:int=POOL_SIZE, # preheated kernels
-                  cull_idle:int=CULL_IDLE_S # seconds before an abandoned kernel is culled
+                  cull_idle:int=CULL_IDLE_S, # seconds before an abandoned kernel is culled
+                  room:bool=True, # count the room's expressions for /room
+                  share_url:str|None=None, # the URL /qr shows a presenter on this machine
+                  certfile=None, # serve https with this certificate (PEM)
+                  keyfile=None # its private key, if not in certfile
                  )->list:
-    "The command line of the web process: Voila serving the app notebook, with the API in front."
+    "The command line of the web process: the light page and the API in front, the notebook app at /notebook/."
     cmd = [sys.executable, '-m', 'fer_nb.serve', 'web', str(app_notebook()), f'--Voila.ip={host}', '--Voila.port_retries=0',   # a busy port is an error, not another URL
-           '--preheat_kernel=True', f'--pool_size={int(pool)}', '--VoilaKernelManager.fill_delay=0',
+           '--Voila.base_url=/notebook/', f'--preheat_kernel={pool > 0}', f'--pool_size={int(pool)}', '--VoilaKernelManager.fill_delay=0',
            f'--MappingKernelManager.cull_idle_timeout={int(cull_idle)}', f'--MappingKernelManager.cull_interval={max(1, int(cull_idle)//4)}',
            '--MappingKernelManager.cull_connected=False', '--KernelRestarter.restart_limit=0']
+    if not room: cmd.append('--fer-no-room')
+    if share_url: cmd.append(f'--fer-share-url={share_url}')
+    if certfile: cmd.append(f'--fer-certfile={certfile}')
+    if keyfile: cmd.append(f'--fer-keyfile={keyfile}')
     if port: cmd.append(f'--port={int(port)}')
     if not browser: cmd.append('--no-browser')
     return cmd
@@ -498,6 +639,47 @@ def run_model_process(argv:list # model_command's arguments after 'model'
     print(f"model process {os.getpid()}: {service.name} ({service.base.runtime}) ready on 127.0.0.1:{a.port}", flush=True)
     tornado.ioloop.IOLoop.current().start()
 
+# %% ../nbs/11_serve.ipynb #sv000120
+LOOPBACK = ('localhost', '127.0.0.1', '::1')
+
+def _lan_first(ip:str)->tuple:
+    a = ipaddress.ip_address(ip)     # a room's Wi-Fi: 192.168.x.x or 10.x.x.x; then other private ranges, then public ones
+    return (not a.is_private, not ip.startswith(('192.168.', '10.')), ip)
+
+def public_urls(host:str, # the address the server listens on
+                port:int, # its port
+                scheme:str='http' # http | https
+               )->list:
+    "The light page's URLs: for 0.0.0.0 one per IPv4 address of this machine that is not loopback (LAN first), else the host's own."
+    if host not in ('0.0.0.0', '', '::'): return [f'{scheme}://{f"[{host}]" if ":" in host else host}:{port}/']
+    try:
+        import psutil
+        ips = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs if a.family == socket.AF_INET]
+    except ImportError:
+        try: ips = socket.gethostbyname_ex(socket.gethostname())[2]
+        except OSError: ips = []
+    ips = sorted({ip for ip in ips if not ipaddress.ip_address(ip).is_loopback}, key=_lan_first)
+    return [f'{scheme}://{ip}:{port}/' for ip in ips] or [f'{scheme}://localhost:{port}/']
+
+# %% ../nbs/11_serve.ipynb #sv000121
+def _prints(text:str)->bool:
+    try: text.encode(sys.stdout.encoding or 'ascii'); return True
+    except (UnicodeEncodeError, LookupError): return False
+
+def serve_banner(host:str, # the address the server listens on
+                 port:int, # its port
+                 scheme:str='http', # http | https
+                 room:bool=True # is /room on
+                )->str:
+    "What `fer-nb serve` prints once it is ready: the URL to open, and for a room every address and a QR code."
+    urls, here = public_urls(host, port, scheme), f'{scheme}://localhost:{port}/'
+    if host in LOOPBACK: lines = [f"open {urls[0]}  (this machine only: --host 0.0.0.0 lets a room in)"]
+    else: lines = [f"a room opens {urls[0]}" + (f"  (or {', '.join(urls[1:])})" if urls[1:] else ''), terminal_qr(urls[0], unicode=_prints('▀▄█'))]
+    pages = [f"{here}qr shows the QR code big"] + ([f"{here}room the room's expressions"] if room else [])
+    lines += ['for the presenter: ' + '; '.join(pages), f"the notebook app ({app_notebook()}) is at {here}notebook/, the API at {here}v1/predict"]
+    if scheme == 'http' and host not in LOOPBACK: lines.append("phones offer the live camera only over https: --certfile and --keyfile (see the README)")
+    return '\n'.join(lines)
+
 # %% ../nbs/11_serve.ipynb #sv000051
 def _wait_ready(url:str, proc:subprocess.Popen, timeout:float=300)->bool:
     "Poll url's v1/health until it answers 200 (True), the process exits or the time is up (False)."
@@ -525,9 +707,16 @@ def serve(port:int=8866, # the public port: page and API
           browser:bool=False, # open a web browser
           batch_faces:int=64, # the largest classification batch (1: no batching)
           batch_wait_ms:float=0.0, # how long a batch waits for other requests' faces (0: it takes what is already waiting)
-          max_quick_deaths:int=3 # model deaths within 30 s of their start that end the server
+          max_quick_deaths:int=3, # model deaths within 30 s of their start that end the server
+          room:bool=True, # count the room's expressions for /room
+          certfile=None, # serve https with this certificate (PEM)
+          keyfile=None # its private key, if not in certfile
          )->int:
     "Run the model process and the web process, restart the model process when it dies; the exit code."
+    if certfile:   # checked before anything starts; absolute, since the web process runs elsewhere
+        tls_context(certfile, keyfile); certfile, keyfile = Path(certfile).resolve(), keyfile and Path(keyfile).resolve()
+    scheme = 'https' if certfile else 'http'
+    share_url = None if host in LOOPBACK else public_urls(host, port, scheme)[0]
     model_port = free_port(); model_url = f'http://127.0.0.1:{model_port}/'
     mcmd, root = model_command(model_port, checkpoint, workers, queue_limit, MAX_UPLOAD_MB, batch_faces, batch_wait_ms), app_notebook().parent.parent
     web = model = None; quick = 0
@@ -536,8 +725,9 @@ def serve(port:int=8866, # the public port: page and API
         model, started = subprocess.Popen(mcmd, cwd=root), time.monotonic()
         if not _wait_ready(model_url, model): raise FerError(f"the model process did not start (exit code {model.poll()}): see its message above")
         print(f"model ready in {time.monotonic() - started:.1f} s", flush=True)
-        web = subprocess.Popen(voila_command(port, browser, host, pool, cull_idle), cwd=root, env=dict(os.environ, **{MODEL_URL_ENV: model_url}))
-        print(f"serving {app_notebook()} and the API at http://{host}:{port}/ (POST /v1/predict, GET /v1/health)", flush=True)
+        web = subprocess.Popen(voila_command(port, browser, host, pool, cull_idle, room, share_url, certfile, keyfile), cwd=root,
+                               env=dict(os.environ, **{MODEL_URL_ENV: model_url}))
+        print(serve_banner(host, port, scheme, room), flush=True)
         while web.poll() is None:
             time.sleep(0.2)
             if model.poll() is None: continue
@@ -553,15 +743,20 @@ def serve(port:int=8866, # the public port: page and API
 
 # %% ../nbs/11_serve.ipynb #sv000052
 def _serve_cmd(args)->int:
-    return serve(args.port, args.host, args.checkpoint, args.pool, args.cull_idle, args.workers, args.queue, args.browser, args.batch_faces, args.batch_wait_ms)
+    if args.keyfile and not args.certfile: raise DataError("--keyfile needs --certfile (the certificate it belongs to)")
+    return serve(args.port, args.host, args.checkpoint, args.pool, args.cull_idle, args.workers, args.queue, args.browser, args.batch_faces,
+                 args.batch_wait_ms, room=not args.no_room, certfile=args.certfile, keyfile=args.keyfile)
 
 def add_cli(sub):
     "Add `fer-nb serve` to the CLI."
-    s = sub.add_parser('serve', help='serve the app page (nbs/app.ipynb) and the HTTP API (POST /v1/predict) from one model process')
+    s = sub.add_parser('serve', help='serve the light page (/), the notebook app (/notebook/) and the HTTP API (POST /v1/predict) from one model process')
     s.add_argument('--port', type=int, default=8866, help='port of the page and the API (default 8866)')
     s.add_argument('--host', default='localhost', help='address to listen on (default localhost; 0.0.0.0 to serve a room)')
     add_checkpoint_option(s)
-    s.add_argument('--pool', type=int, default=POOL_SIZE, help=f'page kernels started ahead of visitors (default {POOL_SIZE})')
+    s.add_argument('--no-room', action='store_true', help="turn off /room, the presenter's view of the room's expressions (counts only, in memory)")
+    s.add_argument('--certfile', help='serve https with this certificate (PEM): phones offer the live camera only on https pages')
+    s.add_argument('--keyfile', help="the certificate's private key (PEM), if it is not in --certfile")
+    s.add_argument('--pool', type=int, default=POOL_SIZE, help=f'notebook-app kernels started ahead of visitors (default {POOL_SIZE}; 0: none)')
     s.add_argument('--cull-idle', type=int, default=CULL_IDLE_S, help=f'seconds before the kernel of a visitor who left is shut down (default {CULL_IDLE_S})')
     s.add_argument('--workers', type=int, help='photo threads in the model process (default: cores + 1)')
     s.add_argument('--queue', type=int, default=QUEUE_LIMIT, help=f'photos in progress before the API answers 503 (default {QUEUE_LIMIT})')
