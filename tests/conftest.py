@@ -70,3 +70,13 @@ def serving(cmd:list, cwd, log_path, ready, name:str='voila', timeout:float=120)
         try: p.wait(20)
         except subprocess.TimeoutExpired: os.killpg(p.pid, signal.SIGKILL); p.wait()
         log.close()
+
+def throwaway_certificate(folder)->tuple:
+    "(certificate, key): a self-signed certificate for localhost and 127.0.0.1, valid one day, made with openssl; the test skips without it."
+    import shutil, subprocess
+    if shutil.which('openssl') is None: pytest.skip('openssl not found: no certificate for the https test')
+    cert, key = Path(folder)/'cert.pem', Path(folder)/'key.pem'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost',
+                    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', str(key), '-out', str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key

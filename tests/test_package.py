@@ -1,4 +1,4 @@
-"The wheel a user installs: it carries the shipped model, YuNet, the sample and the app page, and works from any folder."
+"The wheel a user installs: it carries the shipped model, YuNet, the sample, the app page and the light page, and works from any folder."
 import json, os, shutil, subprocess, sys, sysconfig, tarfile, zipfile
 from pathlib import Path
 
@@ -43,6 +43,8 @@ def test_wheel_contents(dist):
     bundle = {n.removeprefix('fer_nb/_bundle/') for n in names if n.startswith('fer_nb/_bundle/')}
     assert bundle == bundled(), sorted(bundle ^ bundled())
     assert {f'fer_nb/{p.name}' for p in (ROOT/'fer_nb').glob('*.py')} <= set(names)
+    static = {f'fer_nb/static/{p.name}' for p in (ROOT/'fer_nb'/'static').glob('*')}      # the light page `fer-nb serve` shows at /
+    assert static and static <= set(names), sorted(static - set(names))
     assert not [n for n in names if n.endswith('.pt') and n != f"fer_nb/_bundle/models/{(ROOT/'models'/'DEFAULT').read_text().strip()}"]
     assert whl.stat().st_size < 20e6, whl.stat().st_size
     entry = [n for n in names if n.endswith('.dist-info/entry_points.txt')]
@@ -107,7 +109,7 @@ def test_installed_cli(venv, outside):
     assert 'usage' in run([v/'bin'/'fer-nb', 'serve', '--help'], cwd=home, env=env).stdout
 
 def test_installed_serve(venv, outside, tmp_path):
-    "`fer-nb serve` from a temporary folder serves the bundled app page, and it executes without an error."
+    "`fer-nb serve` from a temporary folder serves the installed light page at / and the bundled app page at /notebook/, which executes without an error."
     import signal, socket, time, urllib.error, urllib.request
     (v, site), (home, env) = venv, outside
     kernel = run([v/'bin'/'python', '-c', "from jupyter_client.kernelspec import KernelSpecManager as K; print(K().get_kernel_spec('python3').argv[0])"],
@@ -121,10 +123,12 @@ def test_installed_serve(venv, outside, tmp_path):
         deadline, page = time.time() + 120, None
         while page is None:
             try:
-                with urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=120) as r: page = r.read().decode()
+                with urllib.request.urlopen(f'http://127.0.0.1:{port}/notebook/', timeout=120) as r: page = r.read().decode()
             except (urllib.error.URLError, ConnectionError):
                 assert p.poll() is None and time.time() < deadline, (tmp_path/'serve.log').read_text()[-3000:]
                 time.sleep(0.5)
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=30) as r: light = r.read().decode()
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/static/app.js', timeout=30) as r: script = r.read().decode()
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         try: p.wait(20)
@@ -134,6 +138,7 @@ def test_installed_serve(venv, outside, tmp_path):
     assert str(site/'fer_nb'/'_bundle'/'nbs'/'app.ipynb') in served, served[-3000:]
     assert 'What does this face say?' in page
     assert 'application/vnd.jupyter.widget-view+json' in page, 'the upload widget was not displayed'
+    assert 'type="file"' in light and 'v1/predict' in script, 'the light page is not served from the installed package'
     assert 'Traceback' not in page and 'error when executing' not in page.lower(), page[-3000:]
 
 def test_front_door_layout():

@@ -1,5 +1,5 @@
 "`fer-nb serve` as a client sees it: a real server (model process + Voila) on a free port, asked over HTTP."
-import io, json, os, signal, socket, sys, threading, time, urllib.error, urllib.request
+import io, json, os, re, signal, socket, subprocess, sys, threading, time, urllib.error, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -150,3 +150,100 @@ def test_killed_model_process_is_restarted(server):
     took = time.perf_counter() - t
     assert faces[0].label == 'happiness' and health(url)['pid'] != pid
     print(f'model process restarted: next answer {took:.1f} s after the kill')
+
+# ---- the light page, /room, /qr, /notebook/ and https, as an HTTP client sees them
+
+OUTSIDE = re.compile(r'(?:https?:)?//(?!localhost[:/]|127\.0\.0\.1[:/])[\w.-]+\.[a-z]{2,}', re.I)   # an address off this server
+
+def get(url:str, context=None)->tuple:
+    "(status, body text, headers) of a GET."
+    try:
+        with urllib.request.urlopen(url, timeout=60, context=context) as r: return r.status, r.read().decode(), r.headers
+    except urllib.error.HTTPError as e: return e.code, e.read().decode(), e.headers
+
+def test_static_files_name_no_outside_address():
+    "The page's files, as shipped, load nothing from elsewhere: no URL of another host in any of them."
+    files = sorted((ROOT/'fer_nb'/'static').glob('*'))
+    assert {p.suffix for p in files} >= {'.html', '.css', '.js'}
+    for p in files: assert not OUTSIDE.search(p.read_text()), (p.name, OUTSIDE.search(p.read_text()).group())
+
+def test_light_page_is_served_with_its_files(server):
+    "/ is the light page: its policy allows only this server, and every file it names is served."
+    url = server[0]
+    status, page, headers = get(url)
+    assert status == 200 and headers['Content-Type'].startswith('text/html') and '<input id="photo" class="file" type="file"' in page
+    assert "default-src 'self'" in headers['Content-Security-Policy'] and headers['X-Content-Type-Options'] == 'nosniff'
+    for ref in re.findall(r'(?:src|href)="(static/[^"]+)"', page):
+        status, body, headers = get(url + ref)
+        assert status == 200 and body and headers['Cache-Control'] == 'no-cache', ref
+    status, body, _ = get(url + 'static/../serve.py')
+    assert status in (403, 404) and 'import' not in body       # nothing outside fer_nb/static/
+
+def test_room_counts_photos_not_second_looks(server):
+    "/v1/room counts each labelled photo once: not a second look (count=0), not a file that is no photo."
+    url = server[0]
+    room = lambda: json.loads(get(url + 'v1/room')[1])
+    before = room()
+    assert before['window_s'] == 300 and set(before) == {'window_s', 'photos', 'faces', 'counts'}
+    assert post(url, ASTRONAUT.read_bytes())[0] == 200
+    assert post(url, ASTRONAUT.read_bytes(), '?count=0&prior=train')[0] == 200
+    assert post(url, b'%PDF-1.4 not a photo')[0] == 400
+    after = room()
+    assert (after['photos'], after['faces']) == (before['photos'] + 1, before['faces'] + 1), (before, after)
+    assert after['counts']['happiness'] == before['counts'].get('happiness', 0) + 1
+    status, page, _ = get(url + 'room')
+    assert status == 200 and 'keeps no photo and no face' in page
+
+def test_qr_page_shows_the_url_it_was_opened_at(server):
+    url = server[0]
+    status, page, headers = get(url + 'qr')
+    assert status == 200 and '<svg' in page and f'<p class="qr-url">{url}</p>' in page and "default-src 'self'" in headers['Content-Security-Policy']
+
+def test_notebook_app_moved_to_notebook(server):
+    "The Voila app answers at /notebook/ (and /notebook sends there); Voila's own files come from under it."
+    url = server[0]
+    status, page, _ = get(url + 'notebook/')
+    assert status == 200 and 'What does this face say?' in page and 'application/vnd.jupyter.widget-view+json' in page
+    assert '/notebook/voila/static/' in page
+    req = urllib.request.Request(url + 'notebook')
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **kw): return None
+    try: urllib.request.build_opener(NoRedirect).open(req, timeout=10); code, where = 200, None
+    except urllib.error.HTTPError as e: code, where = e.code, e.headers['Location']
+    assert (code, where) == (301, '/notebook/')
+
+@pytest.fixture(scope='module')
+def https_server(tmp_path_factory):
+    "`fer-nb serve` over https with a throwaway self-signed certificate, /room off, no notebook kernels; (URL, SSL context that trusts it, log)."
+    import ssl
+    from conftest import throwaway_certificate
+    folder = tmp_path_factory.mktemp('https'); cert, key = throwaway_certificate(folder)
+    context = ssl.create_default_context(cafile=str(cert))
+    port = free_port(); url = f'https://127.0.0.1:{port}/'; log = folder/'serve.log'
+    def answers():
+        try:
+            with urllib.request.urlopen(url + 'v1/health', timeout=2, context=context) as r: return r.status == 200
+        except OSError: return False
+    cmd = [sys.executable, '-m', 'fer_nb.cli', 'serve', '--port', str(port), '--certfile', str(cert), '--keyfile', str(key), '--no-room', '--pool', '0']
+    with serving(cmd, ROOT, log, answers, name='fer-nb serve --certfile', timeout=180):
+        yield url, context, log
+
+def test_https_with_a_throwaway_certificate(https_server):
+    "The page and the API answer over https (the certificate checked, not ignored); /room is off and says so in one line."
+    url, context, log = https_server
+    status, page, _ = get(url, context)
+    assert status == 200 and 'type="file"' in page
+    req = urllib.request.Request(url + 'v1/predict', data=ASTRONAUT.read_bytes(), method='POST')
+    with urllib.request.urlopen(req, timeout=60, context=context) as r: assert json.loads(r.read())['faces'][0]['label'] == 'happiness'
+    status, page, _ = get(url + 'room', context)
+    assert status == 404 and 'The room view is off' in page and '--no-room' in page
+    status, body, _ = get(url + 'v1/room', context)
+    assert status == 404 and json.loads(body)['error'] == 'the room view is off (`fer-nb serve --no-room`)'
+    assert f'open https://localhost:{url.rsplit(":", 1)[1]}' in log.read_text(), log.read_text()[-2000:]
+
+def test_serve_refuses_a_bad_certificate_in_one_line(tmp_path):
+    (tmp_path/'cert.pem').write_text('not a certificate')
+    r = subprocess.run([sys.executable, '-m', 'fer_nb.cli', 'serve', '--port', str(free_port()), '--certfile', str(tmp_path/'cert.pem')],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().startswith('fer-nb: error: ') and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert 'cannot serve https' in r.stderr
