@@ -2,7 +2,7 @@
 
 # %% ../nbs/01_model.ipynb #1be33676
 from __future__ import annotations
-import json, os, tempfile, warnings
+import json, math, os, tempfile, warnings
 from pathlib import Path
 
 import torch
@@ -13,13 +13,13 @@ import numpy as np
 from .data import CLASSES, FACE_SIZE, PRIORS, DataError, FerError, class_names, find_file
 
 # %% auto #0
-__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'MODELS', 'FERPLUS_TRAIN_PRIOR', 'TRAINING_ONLY', 'FERNet',
-           'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER',
-           'register_model', 'vgg13', 'vgg13_half', 'resnet_fer', 'resnet_fer_wide', 'mobile_fer', 'list_models',
-           'create_model', 'count_params', 'count_macs', 'model_table', 'CheckpointError', 'atomic_write',
-           'atomic_save', 'save_checkpoint', 'shipped_model_path', 'read_checkpoint', 'train_prior', 'prior_bias',
-           'load_checkpoint', 'ship_checkpoint', 'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx',
-           'onnx_parity']
+__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'FACERES_BLOCKS', 'MODELS', 'FERPLUS_TRAIN_PRIOR', 'TRAINING_ONLY',
+           'FERNet', 'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER',
+           'SameConv2d', 'FaceRes', 'register_model', 'vgg13', 'vgg13_half', 'resnet_fer', 'resnet_fer_wide',
+           'mobile_fer', 'faceres', 'list_models', 'create_model', 'count_params', 'count_macs', 'model_table',
+           'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint', 'shipped_model_path', 'read_checkpoint',
+           'train_prior', 'prior_bias', 'load_checkpoint', 'ship_checkpoint', 'predict_logits', 'default_checkpoint',
+           'resolve_model', 'export_onnx', 'onnx_parity']
 
 # %% ../nbs/01_model.ipynb #9ab5a671
 FERPLUS_MEAN, FERPLUS_STD = 0.5069, 0.2542   # gray pixel mean/std of FERPlus train, in [0, 1]
@@ -116,6 +116,35 @@ class MobileFER(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(512, num_classes))
     def forward(self, x): return self.head(self.features(x))
 
+# %% ../nbs/01_model.ipynb #6894e547
+class SameConv2d(nn.Conv2d):
+    "A Conv2d padded as TensorFlow's 'SAME': output side ceil(in/stride); an odd total pad puts the extra pixel bottom/right."
+    def forward(self, x):
+        if self.stride[0] == 1: return super().forward(x)   # built with padding k//2: already SAME
+        (ih, iw), (kh, kw), (sh, sw) = x.shape[-2:], self.kernel_size, self.stride
+        ph, pw = max((math.ceil(ih/sh) - 1)*sh + kh - ih, 0), max((math.ceil(iw/sw) - 1)*sw + kw - iw, 0)
+        return super().forward(F.pad(x, (pw//2, pw - pw//2, ph//2, ph - ph//2)))
+
+def _same_relu6(ci, co, k, s=1, groups=1):
+    return nn.Sequential(SameConv2d(ci, co, k, s, padding=k//2 if s == 1 else 0, groups=groups), nn.ReLU6(inplace=True))
+
+FACERES_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
+                  (1024, 2), (1024, 1))   # (pointwise channels, depthwise stride) of MobileNet-v1's 13 blocks
+
+class FaceRes(nn.Module):
+    "MobileNet-v1 laid out as the `faceres` face backbone: raw 0…255 RGB (or gray) pixels → class logits."
+    def __init__(self, num_classes:int=7, blocks:int=13, # keep the first `blocks` of the 13 (11: cut after conv_pw_11)
+                 dropout:float=0.2):
+        super().__init__()
+        if not 1 <= blocks <= len(FACERES_BLOCKS): raise ValueError(f"blocks must be 1 to {len(FACERES_BLOCKS)}, got {blocks}")
+        layers, ci = [_same_relu6(3, 32, 3, 2)], 32
+        for co, s in FACERES_BLOCKS[:blocks]:
+            layers += [_same_relu6(ci, ci, 3, s, groups=ci), _same_relu6(ci, co, 1)]; ci = co   # depthwise, then pointwise
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(ci, num_classes))
+    def embed(self, x): return self.features(x.expand(-1, 3, -1, -1)).mean((2, 3))   # pooled features (identity, probes)
+    def forward(self, x): return self.head(self.features(x.expand(-1, 3, -1, -1)))   # gray → three equal channels
+
 # %% ../nbs/01_model.ipynb #db69c39a
 MODELS = {}   # name → builder(num_classes, in_size, **kwargs) → backbone
 
@@ -134,20 +163,25 @@ def resnet_fer(num_classes, in_size, width=32, **kw): return ResNetFER(num_class
 def resnet_fer_wide(num_classes, in_size, width=48, **kw): return ResNetFER(num_classes, width=width, **kw)
 @register_model
 def mobile_fer(num_classes, in_size, width=24, **kw): return MobileFER(num_classes, width=width, **kw)
+@register_model
+def faceres(num_classes, in_size, **kw): return FaceRes(num_classes, **kw)   # global pooling: any in_size (112 is a good start)
+faceres.input_scaling = (0.0, 1/255)   # (mean, std) for FERNet: the pretrained weights expect raw 0…255 pixels
 
 def list_models()->list: return sorted(MODELS)
 
 def create_model(name:str, # a name from list_models()
                  num_classes:int=len(CLASSES), # 7, or 8 with contempt
                  in_size:int=FACE_SIZE, # side the backbone sees; larger = upsampled inside the model
-                 mean:float=FERPLUS_MEAN, std:float=FERPLUS_STD, # input scaling (pixels in [0, 1])
+                 mean:float|None=None, std:float|None=None, # input scaling of pixels in [0, 1] (None: the entry's, else FERPlus's)
                  standardise:bool=False, # per-face standardisation first (see FERNet)
                  **kw # overrides of the entry's defaults (width, dropout, …)
                 )->FERNet:
     "Build a registered model, wrapped with its input scaling."
     if name not in MODELS: raise DataError(f"unknown model {name!r}: use one of {', '.join(list_models())}")
+    default_mean, default_std = getattr(MODELS[name], 'input_scaling', (FERPLUS_MEAN, FERPLUS_STD))
+    mean, std = default_mean if mean is None else mean, default_std if std is None else std
     try: backbone = MODELS[name](num_classes=num_classes, in_size=in_size, **kw)
-    except TypeError as e: raise DataError(f"bad option for model {name!r}: {e}") from None
+    except (TypeError, ValueError) as e: raise DataError(f"bad option for model {name!r}: {e}") from None
     m = FERNet(backbone, in_size=in_size, mean=mean, std=std, num_classes=num_classes, standardise=standardise)
     m.arch = dict(name=name, num_classes=num_classes, in_size=in_size, mean=mean, std=std, standardise=standardise, kwargs=kw)
     return m

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .data import FerError, LABEL_MODES
 from .model import list_models
+from .backbones import BACKBONES
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'CHOICES', 'POSITIVE', 'NON_NEGATIVE', 'CHANCES', 'DATASET_FORMATS', 'ConfigError', 'load_yaml',
@@ -62,7 +63,9 @@ DEFAULTS = dict(
     device='auto',            # auto | cpu | cuda | cuda:N
     threads=0,                # CPU threads (0 = torch's default)
     resume=False,             # continue from <out_dir>/<run>/last.pt
-    init=None,                # start from this checkpoint's weights (fine-tuning, or a second cosine cycle); same model
+    init=None,                # start from this checkpoint's weights (fine-tuning, or a second cosine cycle; same model), or a pretrained backbone's name (faceres)
+    backbone_lr=1.0,          # the feature layers' learning rate as a fraction of lr: a pretrained backbone learns slower than its new head (e.g. 0.1)
+    freeze=0,                 # the first N feature layers keep their starting weights (faceres: the stem, then two layers per block)
     out_dir='checkpoints',
     log_dir='logs',
     progress='auto',          # auto | text | none (auto: widget in Jupyter, text elsewhere and under papermill)
@@ -74,7 +77,7 @@ CHOICES = dict(label_mode=LABEL_MODES, optimizer=('sgd', 'adamw'), schedule=('co
 POSITIVE = ('epochs', 'batch_size', 'lr', 'in_size')
 NON_NEGATIVE = ('train_limit', 'valid_limit', 'bn_recal', 'momentum', 'weight_decay', 'warmup_epochs', 'label_smoothing', 'mixup',
                 'cutmix', 'mix_prob', 'shift', 'rotate', 'scale', 'brightness', 'contrast', 'erase', 'ema', 'swa_epochs', 'threads',
-                'logit_adjust', 'gamma', 'blur', 'downscale', 'jpeg', 'distill', 'ferplus_weight')
+                'logit_adjust', 'gamma', 'blur', 'downscale', 'jpeg', 'distill', 'ferplus_weight', 'backbone_lr', 'freeze')
 CHANCES = ('erase', 'mix_prob', 'blur', 'downscale', 'jpeg', 'distill')   # probabilities and weights: at most 1
 DATASET_FORMATS = ('rafdb', 'affectnet', 'expw', 'folder', 'fer2013')   # what a `datasets` entry may be (read by fer_nb.train.TRAIN_SETS)
 
@@ -164,7 +167,10 @@ def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
     if cfg['model'] not in list_models(): raise ConfigError(f"unknown model {cfg['model']!r}: use one of {', '.join(list_models())}")
     if not isinstance(cfg['model_kwargs'], dict): raise ConfigError("model_kwargs must be a mapping")
     if not cfg['run'] or '/' in cfg['run']: raise ConfigError(f"run must be a plain name, got {cfg['run']!r}")
-    if check_files and cfg['init'] is not None and not Path(str(cfg['init'])).is_file(): raise ConfigError(f"init checkpoint not found: {cfg['init']}")
+    if check_files and cfg['init'] is not None and cfg['init'] not in BACKBONES and not Path(str(cfg['init'])).is_file():
+        raise ConfigError(f"init checkpoint not found: {cfg['init']} (init is a checkpoint file or a backbone: {', '.join(BACKBONES)})")
+    if cfg['init'] in BACKBONES and cfg['model'] != BACKBONES[cfg['init']]['model']:
+        raise ConfigError(f"backbone {cfg['init']} fits model {BACKBONES[cfg['init']]['model']!r}, not {cfg['model']!r}")
     if not isinstance(cfg['teachers'], list): raise ConfigError("teachers must be a list of checkpoint paths")
     missing = [t for t in cfg['teachers'] if check_files and not Path(str(t)).is_file()]
     if missing: raise ConfigError(f"teacher checkpoint(s) not found: {', '.join(map(str, missing))}")

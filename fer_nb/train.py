@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .data import (DataError, FerError, FaceSet, LABEL_MODES, class_names, ferplus_dir, load_affectnet, load_fer2013_csv, load_ferplus,
                          load_image_folder, load_rafdb)
+from .backbones import BACKBONES, init_from_backbone
 from .model import create_model, list_models, predict_logits, save_checkpoint, read_checkpoint, CheckpointError
 # the settings have their own chapter (02_settings); their names stay importable from here, as configs, tests and notebooks use them
 from .settings import (CHANCES, CHOICES, DATASET_FORMATS, DEFAULTS, NON_NEGATIVE, POSITIVE, ConfigError, check_datasets, given_values,
@@ -21,8 +22,8 @@ from .settings import (CHANCES, CHOICES, DATASET_FORMATS, DEFAULTS, NON_NEGATIVE
 
 # %% auto #0
 __all__ = ['TRAIN_SETS', 'degrade', 'augment', 'mix', 'teacher_probs', 'load_train_set', 'mixture_weights', 'load_data',
-           'lr_factor', 'ModelEMA', 'recalibrate_bn', 'RunState', 'make_optimizer', 'class_prior', 'adjusted_loss',
-           'setup', 'restore', 'train_epoch', 'validate', 'save_epoch', 'train', 'add_cli']
+           'lr_factor', 'ModelEMA', 'recalibrate_bn', 'RunState', 'freeze_features', 'make_optimizer', 'class_prior',
+           'adjusted_loss', 'setup', 'restore', 'train_epoch', 'validate', 'save_epoch', 'train', 'add_cli']
 
 # %% ../nbs/02_train.ipynb #c00fee6d
 def degrade(x:torch.Tensor, # N×1×H×W float in [0, 1]
@@ -252,16 +253,39 @@ def _machine(device)->str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads ({socket.gethostname()})"
 
 # %% ../nbs/02_train.ipynb #7a110632
+def _feature_names(model:nn.Module)->set:
+    "Names of the parameters of the model's feature layers (`backbone.features`); empty for a model without them."
+    m = getattr(model, 'module', model)
+    return {f'backbone.features.{n}' for n, _ in m.backbone.features.named_parameters()} if hasattr(getattr(m, 'backbone', None), 'features') else set()
+
+def freeze_features(model:nn.Module, n:int)->int:
+    "Keep the first `n` feature layers at their weights (no gradient); returns how many parameters are frozen."
+    if not n: return 0
+    features = getattr(getattr(model, 'backbone', None), 'features', None)
+    if features is None: raise ConfigError(f"freeze needs a model with feature layers ({model.arch['name']} has none)")
+    if n > len(features): raise ConfigError(f"freeze={n} but {model.arch['name']} has {len(features)} feature layers")
+    frozen = list(features[:n].parameters())
+    for p in frozen: p.requires_grad_(False)
+    return sum(p.numel() for p in frozen)
+
 def make_optimizer(model:nn.Module, cfg:dict)->torch.optim.Optimizer:
-    "SGD (Nesterov) or AdamW, with no weight decay on 1-d parameters (biases, norms)."
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [dict(params=decay, weight_decay=cfg['weight_decay']), dict(params=no_decay, weight_decay=0.0)]
+    "SGD (Nesterov) or AdamW over the trainable parameters: no weight decay on 1-d ones (biases, norms); feature layers at `backbone_lr`×lr."
+    features = _feature_names(model)
+    if cfg['backbone_lr'] != 1 and not features: raise ConfigError(f"backbone_lr needs a model with feature layers ({cfg['model']} has none)")
+    groups = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad: continue   # frozen layers
+        scale = cfg['backbone_lr'] if name in features else 1.0
+        decay = cfg['weight_decay'] if p.ndim > 1 else 0.0
+        groups.setdefault((scale, decay), dict(params=[], weight_decay=decay, lr_scale=scale))['params'].append(p)
+    groups = sorted(groups.values(), key=lambda g: (-g['lr_scale'], -g['weight_decay']))   # the same order on every run (resume)
+    for g in groups: g['lr'] = cfg['lr']*g['lr_scale']
     if cfg['optimizer'] == 'sgd': return torch.optim.SGD(groups, lr=cfg['lr'], momentum=cfg['momentum'], nesterov=cfg['momentum'] > 0)
     return torch.optim.AdamW(groups, lr=cfg['lr'], betas=(cfg['momentum'], 0.999))
 
 def _init_from(model, cfg):
-    "Load `cfg['init']`'s weights into `model`; a fresh optimiser and schedule follow (fine-tuning, not resuming)."
+    "Load `cfg['init']`'s weights into `model` (a checkpoint, or a pretrained backbone's name); a fresh optimiser and schedule follow (fine-tuning, not resuming)."
+    if cfg['init'] in BACKBONES: return init_from_backbone(model, cfg['init'])
     checkpoint = read_checkpoint(cfg['init'])
     arch = checkpoint.get('arch', {})
     if arch.get('name') != cfg['model']:
@@ -298,6 +322,7 @@ def setup(cfg:dict, # a config from make_config
     model = create_model(cfg['model'], num_classes=len(prior), in_size=cfg['in_size'],
                          standardise=cfg['standardise'], **cfg['model_kwargs']).to(device)
     if cfg['init'] is not None and not cfg['resume']: _init_from(model, cfg)
+    freeze_features(model, cfg['freeze'])
     if cfg['channels_last']: model = model.to(memory_format=torch.channels_last)
     amp = cfg['amp'] if cfg['amp'] != 'auto' else ('bf16' if device.type == 'cuda' else 'none')
     ddp_model = (nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
@@ -336,7 +361,7 @@ def train_epoch(state:RunState, xtr:torch.Tensor, ttr:torch.Tensor, epoch:int)->
         step = epoch*state.steps_per_epoch + s
         if state.swa is not None: step = min(step, state.swa_start*state.steps_per_epoch)   # SWA epochs hold the lr they start at
         for grp in state.opt.param_groups:
-            grp['lr'] = cfg['lr']*lr_factor(step, state.total_steps, state.warmup_steps, cfg['schedule'])
+            grp['lr'] = cfg['lr']*grp.get('lr_scale', 1.0)*lr_factor(step, state.total_steps, state.warmup_steps, cfg['schedule'])
         # batch: augment, mix, this rank's share
         idx = order[s*cfg['batch_size']:(s + 1)*cfg['batch_size']]
         x, t = mix(augment(xtr[idx].float().div_(255), cfg, g), ttr[idx], cfg, g)
