@@ -17,7 +17,7 @@
   class Shown extends Error {}    // a message for the page, one line
   class Stale extends Error {}    // a request nobody waits for any more (a newer photo, the camera stopped)
 
-  let limitMB = 50;               // the server's upload limit (GET v1/health says it)
+  let limit = null;               // the server's upload limit in MB, asked (GET v1/health) the first time a file goes as it is
   let photo = null;               // the photo on show: {blob, name, picture (drawable or null), width, height}
   let answer = null;              // its answer: {faces, maps?}
   let generation = 0;             // a new photo or setting bumps it; answers to older requests are dropped
@@ -47,12 +47,21 @@
   }
   const size = (pic) => [pic.naturalWidth || pic.width, pic.naturalHeight || pic.height];
 
+  async function limitMB() {
+    if (limit === null) {
+      try { const r = await fetch('v1/health', {cache: 'no-store'}); limit = (r.ok && (await r.json()).max_upload_mb) || 50; }
+      catch (e) { return 50; }            // the server will say it itself (413) if it is up at all
+    }
+    return limit;
+  }
+
   async function prepare(file) {
     const name = file.name || 'photo';
     const heic = /^image\/hei[cf]/i.test(file.type) || /\.hei[cf]$/i.test(name);
     const pic = heic ? null : await decode(file);
     if (!pic) {         // the server reads HEIC, or says in one line what the file is not
-      if (file.size > limitMB * 2 ** 20) throw new Shown(`${name}: too large (${Math.ceil(file.size / 2 ** 20)} MB): the limit is ${limitMB} MB`);
+      const mb = await limitMB();
+      if (file.size > mb * 2 ** 20) throw new Shown(`${name}: too large (${Math.ceil(file.size / 2 ** 20)} MB): the limit is ${mb} MB`);
       return {blob: file, name, picture: null};
     }
     const [w0, h0] = size(pic), scale = Math.min(1, MAX_SIDE / Math.max(w0, h0));
@@ -220,8 +229,18 @@
     off.hidden = false;
   }
 
+  function video() {
+    let v = $('video');
+    if (!v) {
+      v = document.createElement('video'); v.id = 'video'; v.playsInline = true; v.muted = true;
+      const boxes = document.createElement('canvas'); boxes.id = 'video-boxes';
+      $('video-stage').append(v, boxes);
+    }
+    return v;
+  }
+
   function grab(side, quality) {
-    const v = $('video'), scale = Math.min(1, side / Math.max(v.videoWidth, v.videoHeight));
+    const v = video(), scale = Math.min(1, side / Math.max(v.videoWidth, v.videoHeight));
     const c = document.createElement('canvas');
     c.width = Math.round(v.videoWidth * scale); c.height = Math.round(v.videoHeight * scale);
     c.getContext('2d').drawImage(v, 0, 0, c.width, c.height);
@@ -231,7 +250,7 @@
   async function startCamera() {
     try { stream = await navigator.mediaDevices.getUserMedia({video: {facingMode: 'user', width: {ideal: 1280}}, audio: false}); }
     catch (e) { say(`the camera did not start (${e.name === 'NotAllowedError' ? 'permission refused' : e.name}): the photo button works`, true); return; }
-    const v = $('video'); v.srcObject = stream; await v.play();
+    const v = video(); v.srcObject = stream; await v.play();
     $('camera').hidden = false; $('live').hidden = true; say('');
     const mine = stream;
     while (stream === mine) {
@@ -245,7 +264,7 @@
     }
   }
   function drawLive(faces, frame) {
-    const c = $('video-boxes'), v = $('video');
+    const c = $('video-boxes'), v = video();
     c.width = v.clientWidth; c.height = v.clientHeight;
     const ctx = c.getContext('2d'); ctx.clearRect(0, 0, c.width, c.height);
     drawBoxes(ctx, faces, c.width / frame.width, null);
@@ -280,8 +299,6 @@
     window.addEventListener('resize', debounce(draw, 150));
     cameraOffer();
     document.documentElement.dataset.ready = 'yes';     // usable from here on (the tests and bench/app_load.py wait for it)
-    fetch('v1/health', {cache: 'no-store'}).then((r) => (r.ok ? r.json() : null))
-      .then((h) => { if (h && h.max_upload_mb) limitMB = h.max_upload_mb; }).catch(() => {});
   }
   init();
 })();
