@@ -306,7 +306,8 @@ def _cached(key:str, build, cache=None, use_cache:bool=True)->dict:
     if use_cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix('.tmp.npz'); np.savez(tmp, **arrays); os.replace(tmp, path)
+            tmp = path.with_suffix(f'.{os.getpid()}.tmp.npz')   # one temp file per process: two runs building one cache do not collide
+            np.savez(tmp, **arrays); os.replace(tmp, path)
         except OSError as e: warnings.warn(f"could not write cache {path}: {e}")
     return arrays
 
