@@ -31,10 +31,20 @@ dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
 HERE = Path(__file__).resolve().parent
 BUNDLE = 'fer_nb/_bundle'
 
+def shipped_models()->list:
+    "The shipped checkpoints' files: the one models/DEFAULT names and each one models/NAMES names (`name: file` lines)."
+    files = [(HERE/'models'/'DEFAULT').read_text().strip()]
+    names = HERE/'models'/'NAMES'
+    for line in (names.read_text().splitlines() if names.is_file() else []):
+        name, sep, file = line.partition('#')[0].partition(':')
+        if sep and file.strip() and file.strip() not in files: files.append(file.strip())
+    return files
+
 def bundle_files()->list:
-    "Paths (relative to the project root) that a wheel carries: the model models/DEFAULT names and its card, YuNet, the sample, the app page."
-    model = (HERE/'models'/'DEFAULT').read_text().strip()
-    files = ['models/DEFAULT', f'models/{model}', f'models/{Path(model).with_suffix(".json")}',
+    "Paths (relative to the project root) that a wheel carries: the shipped models and their cards, YuNet, the sample, the app page."
+    models = shipped_models()
+    files = ['models/DEFAULT', *(['models/NAMES'] if (HERE/'models'/'NAMES').is_file() else []),
+             *[f'models/{m}' for m in models], *[f'models/{Path(m).with_suffix(".json")}' for m in models],
              'models/yunet/yunet_n_640_640.onnx', 'models/yunet/LICENSE', 'models/yunet/README.md',
              'samples/astronaut.png', 'samples/README.md', 'nbs/app.ipynb']
     missing = [f for f in files if not (HERE/f).is_file()]
@@ -58,7 +68,7 @@ class BuildPyWithBundle(build_py):
         return outs + [str(Path(self.build_lib)/BUNDLE/f) for f in bundle_files()]
 
 class SdistWithBundle(sdist):
-    "sdist that also carries the shipped model models/DEFAULT names (MANIFEST.in lists the fixed files)."
+    "sdist that also carries the shipped models that models/DEFAULT and models/NAMES name (MANIFEST.in lists the fixed files)."
     def make_release_tree(self, base_dir, files):
         super().make_release_tree(base_dir, sorted(set(files) | set(bundle_files())))
 

@@ -594,7 +594,8 @@ def _data_cmd(args)->int:
 def add_checkpoint_option(parser # an argparse (sub)parser of a command that loads a model
                          ):
     "`--checkpoint`, declared once for every command that loads a model (predict, video, eval, export, serve)."
-    parser.add_argument('--checkpoint', help='model checkpoint (default: $FER_NB_CHECKPOINT, else the shipped model)')
+    parser.add_argument('--checkpoint', '--model', dest='checkpoint', metavar='CHECKPOINT',
+                        help="a checkpoint file or a shipped model's name, e.g. fast (default: $FER_NB_CHECKPOINT, else the default shipped model)")
     return parser
 
 def add_prior_option(parser, # an argparse (sub)parser

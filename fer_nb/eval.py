@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, add_checkpoint_option,
                          add_prior_option, class_names, concat, ferplus_dir, load_affectnet, load_rafdb, load_ferplus,
                          load_fer2013_csv, load_image_folder)
-from .model import (PRIORS, CheckpointError, atomic_write, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
+from .model import (PRIORS, CheckpointError, atomic_write, checkpoint_path, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
                           predict_logits, read_checkpoint, resolve_model, shipped_model_path)
 
 # %% auto #0
@@ -349,8 +349,8 @@ def save_figures(result:EvalResult, out_dir, # folder for the PNGs
 
 # %% ../nbs/03_eval.ipynb #1467426e
 def card_path(checkpoint)->Path:
-    "The card beside a checkpoint: x.pt → x.json."
-    return Path(checkpoint).with_suffix('.json')
+    "The card beside a checkpoint (a file or a shipped model's name): x.pt → x.json."
+    return checkpoint_path(checkpoint).with_suffix('.json')
 
 def eval_key(result:EvalResult)->str:
     "The card key of a result: dataset, '+tta' when TTA was on, '@prior' when not the dataset's usual prior."
@@ -372,6 +372,7 @@ def write_card(results, # an EvalResult or a list of them
               )->Path:
     "Merge evaluation results (and `extra`) into the checkpoint's card, atomically."
     results = [results] if isinstance(results, EvalResult) else list(results)
+    checkpoint = checkpoint_path(checkpoint)
     card = read_card(checkpoint)
     try:
         saved = read_checkpoint(checkpoint)
@@ -488,13 +489,13 @@ def usual_prior(format:str)->str:
     "The prior a dataset's headline number uses: train for FER benchmarks (their own label mix), uniform for folders and photos."
     return 'train' if format in ('ferplus', 'fer2013') else 'uniform'
 
-def run_eval(checkpoint=None, # path; None: $FER_NB_CHECKPOINT, else the shipped model
+def run_eval(checkpoint=None, # path or shipped model's name; None: $FER_NB_CHECKPOINT, else the default shipped model
              data_dir=None, format=None, split='test', tta=None, limit:int=0, batch_size:int=256, crop:int=TEN_CROP_SIZE,
              prior:str|None=None, # uniform | train; None: the dataset's usual prior, plus a plain run under the other one
              detector:str='yunet' # photos: the face detector
             )->list:
     "Load checkpoint and data; evaluate plain, with TTA (if asked), and under the other prior: [plain, tta…, other prior]."
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    path = checkpoint_path(checkpoint) if checkpoint is not None else default_checkpoint()
     model, saved = load_checkpoint(path)
     classes = saved['classes']
     fmt = format or ('ferplus' if data_dir is None else detect_format(data_dir))
@@ -512,12 +513,12 @@ def run_eval(checkpoint=None, # path; None: $FER_NB_CHECKPOINT, else the shipped
 # %% ../nbs/03_eval.ipynb #c74a49bc
 def _eval_cmd(args)->int:
     if args.readme_table:   # no evaluation: the table comes from the card
-        print(f"wrote the results table of {Path(args.checkpoint or shipped_model_path()).name} into {write_readme_table(args.readme_table, args.checkpoint)}")
+        print(f"wrote the results table of {(checkpoint_path(args.checkpoint) if args.checkpoint else shipped_model_path()).name} into {write_readme_table(args.readme_table, args.checkpoint)}")
         return 0
     if args.threads: torch.set_num_threads(args.threads)
     if args.kdef and args.data: raise DataError("--kdef and --data name two datasets: give one")
     data, format = (kdef_dir(), 'photos') if args.kdef else (args.data, args.format)
-    checkpoint = args.checkpoint or default_checkpoint()
+    checkpoint = checkpoint_path(args.checkpoint) if args.checkpoint else default_checkpoint()
     results = run_eval(checkpoint, data, format, args.split, args.tta, args.limit, args.batch_size, args.crop, args.prior, args.detector)
     main = [r for r in results if r.metrics['usual_prior'] == results[0].metrics['usual_prior']]
     other = [r for r in results if r not in main]

@@ -17,9 +17,9 @@ __all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'FACERES_BLOCKS', 
            'FERNet', 'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER',
            'SameConv2d', 'FaceRes', 'register_model', 'vgg13', 'vgg13_half', 'resnet_fer', 'resnet_fer_wide',
            'mobile_fer', 'faceres', 'list_models', 'create_model', 'count_params', 'count_macs', 'model_table',
-           'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint', 'shipped_model_path', 'read_checkpoint',
-           'train_prior', 'prior_bias', 'load_checkpoint', 'ship_checkpoint', 'predict_logits', 'default_checkpoint',
-           'resolve_model', 'export_onnx', 'onnx_parity']
+           'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint', 'shipped_model_path', 'shipped_models',
+           'checkpoint_path', 'read_checkpoint', 'train_prior', 'prior_bias', 'load_checkpoint', 'ship_checkpoint',
+           'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx', 'onnx_parity']
 
 # %% ../nbs/01_model.ipynb #9ab5a671
 FERPLUS_MEAN, FERPLUS_STD = 0.5069, 0.2542   # gray pixel mean/std of FERPlus train, in [0, 1]
@@ -255,6 +255,25 @@ def shipped_model_path()->Path:
     if default is None: raise CheckpointError("no shipped model found (models/DEFAULT is missing); pass a checkpoint path")
     return default.parent/default.read_text().strip()
 
+def shipped_models()->dict:
+    "Every shipped model by name ({name: file}): models/NAMES's `name: file` lines; the default model is also there by its file's stem."
+    out, names = {}, find_file('models', 'NAMES')
+    for line in (names.read_text().splitlines() if names else []):
+        name, sep, file = line.partition('#')[0].partition(':')
+        if sep and name.strip() and file.strip(): out[name.strip()] = names.parent/file.strip()
+    try: default = shipped_model_path(); out.setdefault(default.stem, default)
+    except CheckpointError: pass
+    return out
+
+def checkpoint_path(x # a checkpoint file, or a shipped model's name (accurate, fast…; see shipped_models)
+                   )->Path:
+    "The checkpoint file `x` names: the file itself when it exists or looks like a path, else the shipped model of that name."
+    p = Path(x).expanduser()
+    if p.exists() or p.suffix or len(p.parts) > 1: return p
+    models = shipped_models()
+    if str(x) in models: return models[str(x)]
+    raise CheckpointError(f"checkpoint not found: {x} (neither a file nor a shipped model's name: {', '.join(sorted(models)) or 'none shipped'})")
+
 def _why_unreadable(path:Path, e:Exception)->str:
     "Our one-line reason why torch.load failed on `path`."
     with open(path, 'rb') as f: head = f.read(4)
@@ -267,7 +286,7 @@ def read_checkpoint(path # a .pt file
                    )->dict:
     "The checkpoint dict at `path` (weights_only), or a one-line `CheckpointError`."
     if path is None: raise CheckpointError("no checkpoint given")
-    path = Path(path)
+    path = checkpoint_path(path)
     if not path.is_file(): raise CheckpointError(f"checkpoint not found: {path}")
     try: ck = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise CheckpointError(f"{path}: not a readable checkpoint: {_why_unreadable(path, e)}") from None
@@ -297,12 +316,12 @@ def prior_bias(ck:dict, # a checkpoint dict
     return -(1 - tau)*log_prior if prior == 'uniform' else tau*log_prior
 
 # %% ../nbs/01_model.ipynb #a2fd4d2b
-def load_checkpoint(path=None, # checkpoint file; None = the shipped model
+def load_checkpoint(path=None, # checkpoint file or shipped model's name; None = the default shipped model
                     device='cpu', # where to put the model
                     prior:str='uniform' # class prior its logits answer under: uniform | train
                    )->tuple:
     "Rebuild the model in a checkpoint: (model in eval mode with the prior applied, checkpoint dict)."
-    path = Path(path) if path is not None else shipped_model_path()
+    path = checkpoint_path(path) if path is not None else shipped_model_path()
     ck = read_checkpoint(path)
     arch = ck['arch']
     try:
@@ -349,7 +368,7 @@ def predict_logits(model:nn.Module, # a FERNet (or any module taking N×1×H×W 
 def default_checkpoint()->Path:
     "The model used when none is given: $FER_NB_CHECKPOINT, else the shipped model."
     env = os.environ.get('FER_NB_CHECKPOINT')
-    return Path(env).expanduser() if env else shipped_model_path()
+    return checkpoint_path(env) if env else shipped_model_path()
 
 def resolve_model(checkpoint_or_model=None, # path (None: default_checkpoint()), (model, ck) pair, or nn.Module
                   classes=None, # class names for a bare module (default: 7 or 8 by its output size)
@@ -359,7 +378,7 @@ def resolve_model(checkpoint_or_model=None, # path (None: default_checkpoint()),
     "(model in eval mode, class names, info dict with name/path/arch/epoch/prior)."
     x = checkpoint_or_model
     if x is None or isinstance(x, (str, os.PathLike)):
-        path = Path(x) if x is not None else default_checkpoint()
+        path = checkpoint_path(x) if x is not None else default_checkpoint()
         m, ck = load_checkpoint(path, device, prior or 'uniform')
         x, info = (m, ck), dict(name=path.stem, path=str(path))
     else: info = {}

@@ -94,7 +94,7 @@ class Predictor:
         self.margin, self.align = (margin if margin is not None else getattr(self.detector, 'margin', 0.0)), align
 
     @classmethod
-    def load(cls, checkpoint=None, # checkpoint path; None: $FER_NB_CHECKPOINT, else the shipped model
+    def load(cls, checkpoint=None, # checkpoint path or shipped model's name (fast…); None: $FER_NB_CHECKPOINT, else the default shipped model
              detector:str='yunet', # yunet, haar, mtcnn or none
              device=None, # cpu, cuda…; None = cuda when available
              runtime:str='auto', # torch | onnx (ONNX Runtime, CPU) | auto: onnx on CPU when onnxruntime is installed
@@ -103,10 +103,10 @@ class Predictor:
             )->Predictor:
         "A Predictor for a checkpoint and a detector."
         import torch
-        from fer_nb.model import default_checkpoint, load_checkpoint
+        from fer_nb.model import checkpoint_path, default_checkpoint, load_checkpoint
         if runtime not in RUNTIMES: raise DataError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        path = Path(checkpoint or default_checkpoint())
+        path = checkpoint_path(checkpoint) if checkpoint else default_checkpoint()
         model, ck = load_checkpoint(path, device=device, prior=prior)
         session = None
         if runtime == 'onnx': session = onnx_session(path, (model, ck))

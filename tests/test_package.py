@@ -8,9 +8,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 def bundled()->set:
-    "What the wheel must carry under fer_nb/_bundle/: the model models/DEFAULT names, its card, YuNet, the sample, the app page."
-    model = (ROOT/'models'/'DEFAULT').read_text().strip()
-    return {'models/DEFAULT', f'models/{model}', f'models/{Path(model).with_suffix(".json")}',
+    "What the wheel must carry under fer_nb/_bundle/: the shipped models (models/DEFAULT's and models/NAMES's) and their cards, YuNet, the sample, the app page."
+    models = {(ROOT/'models'/'DEFAULT').read_text().strip()}
+    names = ROOT/'models'/'NAMES'
+    if names.is_file(): models |= {l.partition('#')[0].partition(':')[2].strip() for l in names.read_text().splitlines() if ':' in l.partition('#')[0]}
+    return {'models/DEFAULT', *({'models/NAMES'} if names.is_file() else set()), *{f'models/{m}' for m in models},
+            *{f'models/{Path(m).with_suffix(".json")}' for m in models},
             'models/yunet/yunet_n_640_640.onnx', 'models/yunet/LICENSE', 'models/yunet/README.md',
             'samples/astronaut.png', 'samples/README.md', 'nbs/app.ipynb'}
 
@@ -45,7 +48,7 @@ def test_wheel_contents(dist):
     assert {f'fer_nb/{p.name}' for p in (ROOT/'fer_nb').glob('*.py')} <= set(names)
     static = {f'fer_nb/static/{p.name}' for p in (ROOT/'fer_nb'/'static').glob('*')}      # the light page `fer-nb serve` shows at /
     assert static and static <= set(names), sorted(static - set(names))
-    assert not [n for n in names if n.endswith('.pt') and n != f"fer_nb/_bundle/models/{(ROOT/'models'/'DEFAULT').read_text().strip()}"]
+    assert {n for n in names if n.endswith('.pt')} == {f'fer_nb/_bundle/{b}' for b in bundled() if b.endswith('.pt')}   # no other checkpoint
     assert whl.stat().st_size < 20e6, whl.stat().st_size
     entry = [n for n in names if n.endswith('.dist-info/entry_points.txt')]
     assert entry and 'fer-nb = fer_nb.cli:main' in zipfile.ZipFile(whl).read(entry[0]).decode()
@@ -153,7 +156,8 @@ def test_front_door_layout():
         assert 'base' not in load_yaml(p), p
         runs[str(p.relative_to(ROOT))] = make_config(p, check_files=False)['run']
     assert len(set(runs.values())) == len(runs), runs   # no two recipes write into one run's checkpoints
-    assert sorted(p.name for p in (ROOT/'models').glob('*.pt')) == [(ROOT/'models'/'DEFAULT').read_text().strip()]
+    shipped = sorted(b.removeprefix('models/') for b in bundled() if b.endswith('.pt'))
+    assert sorted(p.name for p in (ROOT/'models').glob('*.pt')) == shipped and len(shipped) <= 2   # at most two: the accurate and the fast model
 
 def test_readme_is_a_front_door():
     "The README stays a user's page: at most 220 lines, and its biggest table is the results table generated from the card."
