@@ -339,13 +339,16 @@ TRAINING_ONLY = ('optimizer', 'scaler', 'rng_cpu', 'ema_state_dict', 'swa_state_
 def ship_checkpoint(src, # a training checkpoint (best.pt or last.pt)
                     dst, # the file to write, e.g. models/<name>.pt
                     half:bool=True, # store weights as float16
-                    standardise:bool|None=None # switch per-face standardisation (see FERNet) on or off; None: as trained
+                    standardise:bool|None=None, # switch per-face standardisation (see FERNet) on or off; None: as trained
+                    ema:bool=False # ship the run's EMA of the weights (what validation scored) instead of the raw weights
                    )->Path:
     "A compact inference checkpoint from a training one (atomic write)."
     trained = read_checkpoint(src)
-    weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in trained['state_dict'].items()}
+    if ema and 'ema_state_dict' not in trained: raise CheckpointError(f"{src}: no EMA weights (the run had ema: 0, or this is not a last.pt)")
+    weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in trained['ema_state_dict' if ema else 'state_dict'].items()}
     out = {k: v for k, v in trained.items() if k not in TRAINING_ONLY}
     out['state_dict'] = weights; out['weights_dtype'] = 'float16' if half else 'float32'
+    if ema: out['weights'] = 'ema'
     if standardise is not None and bool(standardise) != bool(trained['arch'].get('standardise', False)):
         out['arch'] = dict(trained['arch'], standardise=bool(standardise)); out['standardise_at_shipping'] = bool(standardise)
     return atomic_save(out, dst)
