@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .data import FerError, LABEL_MODES
-from .model import list_models
+from .model import CheckpointError, checkpoint_path, list_models
 from .backbones import BACKBONES
 
 # %% auto #0
@@ -142,6 +142,11 @@ def check_datasets(datasets, # the `datasets` setting
     return out
 
 # %% ../nbs/02_settings.ipynb #7fb3d707
+def _exists(checkpoint)->bool:
+    "Whether `checkpoint` names a file or a shipped model (fer_nb.model.checkpoint_path)."
+    try: return checkpoint_path(checkpoint).is_file()
+    except CheckpointError: return False
+
 def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
                 check_files:bool=True, # refuse an `init` or `teachers` checkpoint that does not exist (off: just show the settings)
                 **overrides # settings that win over the recipe
@@ -167,12 +172,12 @@ def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
     if cfg['model'] not in list_models(): raise ConfigError(f"unknown model {cfg['model']!r}: use one of {', '.join(list_models())}")
     if not isinstance(cfg['model_kwargs'], dict): raise ConfigError("model_kwargs must be a mapping")
     if not cfg['run'] or '/' in cfg['run']: raise ConfigError(f"run must be a plain name, got {cfg['run']!r}")
-    if check_files and cfg['init'] is not None and cfg['init'] not in BACKBONES and not Path(str(cfg['init'])).is_file():
+    if check_files and cfg['init'] is not None and cfg['init'] not in BACKBONES and not _exists(cfg['init']):
         raise ConfigError(f"init checkpoint not found: {cfg['init']} (init is a checkpoint file or a backbone: {', '.join(BACKBONES)})")
     if cfg['init'] in BACKBONES and cfg['model'] != BACKBONES[cfg['init']]['model']:
         raise ConfigError(f"backbone {cfg['init']} fits model {BACKBONES[cfg['init']]['model']!r}, not {cfg['model']!r}")
     if not isinstance(cfg['teachers'], list): raise ConfigError("teachers must be a list of checkpoint paths")
-    missing = [t for t in cfg['teachers'] if check_files and not Path(str(t)).is_file()]
+    missing = [t for t in cfg['teachers'] if check_files and not _exists(t)]
     if missing: raise ConfigError(f"teacher checkpoint(s) not found: {', '.join(map(str, missing))}")
     if cfg['distill'] and not cfg['teachers']: raise ConfigError("distill needs teachers (checkpoints to learn from)")
     cfg['datasets'] = check_datasets(cfg['datasets'], check_files)
