@@ -16,7 +16,8 @@ from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerEr
                          add_prior_option, class_names, concat, ferplus_dir, load_affectnet, load_rafdb, load_ferplus,
                          load_fer2013_csv, load_image_folder)
 from .model import (PRIORS, CheckpointError, atomic_write, checkpoint_path, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
-                          predict_logits, read_checkpoint, resolve_model, shipped_model_path)
+                          predict_logits, read_checkpoint, resolve_model, shipped_model_path,
+                          shipped_models)
 
 # %% auto #0
 __all__ = ['FORMATS', 'PUBLISHED_SPLITS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE_COLUMNS', 'PEERS', 'RESULTS_COLUMNS',
@@ -24,8 +25,8 @@ __all__ = ['FORMATS', 'PUBLISHED_SPLITS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE
            'check_tta', 'tta_views', 'predict_probs', 'confusion_matrix', 'per_class_metrics', 'calibration_error',
            'align_classes', 'EvalResult', 'dataset_name', 'evaluate', 'plot_confusion', 'plot_per_class',
            'plot_mistakes', 'save_figures', 'card_path', 'eval_key', 'read_card', 'write_card', 'compare',
-           'markdown_table', 'card_row', 'results_table', 'replace_between', 'write_readme_table', 'usual_prior',
-           'run_eval', 'add_cli']
+           'markdown_table', 'card_row', 'shipped_cards', 'results_table', 'replace_between', 'write_readme_table',
+           'usual_prior', 'run_eval', 'add_cli']
 
 # %% ../nbs/03_eval.ipynb #30f40214
 FORMATS = ('ferplus', 'fer2013', 'folders', 'photos', 'rafdb', 'affectnet', 'expw')
@@ -436,11 +437,16 @@ RESULTS_COLUMNS = {'model': 'model', 'ferplus_test': 'FER+ test, train prior', '
                    'kdef': 'KDEF, uniform', 'size_mb': 'size (MB)', 'ms_per_face': 'ms per face', 'training': 'training'}
 RESULTS_MARKERS = ('<!-- results:start -->', '<!-- results:end -->')
 
-def card_row(card:dict)->dict:
+def card_row(card:dict, # a shipped model's card (read_card)
+             name:str|None=None, # its name in models/NAMES (e.g. fast), if it has one
+             default:bool=False # whether it is the model used when none is named
+            )->dict:
     "The carded model's row of the results table (accuracies in %), or a one-line CheckpointError naming what the card lacks."
     try:
         pct = lambda key, metric: round(100*card['evaluations'][key][metric], 1)
-        return dict(model=f"**`{Path(card['checkpoint']).stem}`** (shipped): `{card['recipe']['stages'][-1]['config']}`",
+        stem = Path(card['checkpoint']).stem
+        shipped = 'shipped' + (f' as `{name}`' if name and name != stem else '') + (', the default' if default else '')
+        return dict(model=f"**`{stem}`** ({shipped}): `{card['recipe']['stages'][-1]['config']}`",
                     ferplus_test=pct('ferplus/test', 'accuracy'), ferplus_test_balanced_uniform=pct('ferplus/test@uniform', 'balanced_accuracy'),
                     kdef=pct('kdef/all', 'accuracy'), size_mb=card['size']['file_mb'],
                     ms_per_face=card['latency']['2_threads']['onnxruntime_ms_per_face_batch1'],
@@ -453,11 +459,21 @@ def _table_cell(value)->str:
     if value is None or isinstance(value, str): return value or ''
     return f'{value:.2f}'.rstrip('0').removesuffix('.') if value % 1 else f'{value:.1f}'
 
-def results_table(card:dict, # the shipped model's card (read_card)
-                  peers=PEERS # the rows beside it
+def shipped_cards()->list:
+    "(name, card) of every shipped model, the default first: named as in models/NAMES, else by its file's stem."
+    default, names = shipped_model_path(), {}
+    for name, path in shipped_models().items():
+        if names.get(path, path.stem) == path.stem: names[path] = name   # a NAMES name wins over the stem
+    order = sorted(names, key=lambda p: (p != default, names[p]))
+    return [(names[p], read_card(p)) for p in order]
+
+def results_table(cards, # the shipped models: a card, or [(name, card)] as shipped_cards() gives, the default first
+                  peers=PEERS # the rows beside them
                  )->str:
-    "The README's results table (markdown): the carded model first, then `peers`, then what the columns mean."
-    rows = [card_row(card), *peers]
+    "The README's results table (markdown): the carded models first, then `peers`, then what the columns mean."
+    cards = [(None, cards)] if isinstance(cards, dict) else list(cards)
+    rows = [*(card_row(card, name, default=i == 0 and len(cards) > 1) for i, (name, card) in enumerate(cards)), *peers]
+    card = cards[0][1]
     lines = ['| ' + ' | '.join(RESULTS_COLUMNS.values()) + ' |', '|' + '---|'*len(RESULTS_COLUMNS)]
     lines += ['| ' + ' | '.join(_table_cell(row.get(k)) for k in RESULTS_COLUMNS) + ' |' for row in rows]
     machine = card['latency'].get('machine', '').split(';')[0]
@@ -476,12 +492,12 @@ def replace_between(text:str, block:str, markers=RESULTS_MARKERS)->str:
     return text[:i + len(start)] + '\n' + block.strip('\n') + '\n' + text[j:]
 
 def write_readme_table(readme='README.md', # the file with the results markers
-                       checkpoint=None # whose card (None: the shipped model)
+                       checkpoint=None # whose card (None: every shipped model's)
                       )->Path:
-    "Write the results table of `checkpoint`'s card between the README's results markers (atomic)."
+    "Write the results table of the shipped models' cards (or `checkpoint`'s) between the README's results markers (atomic)."
     path = Path(readme)
     if not path.is_file(): raise DataError(f"README not found: {path}")
-    text = replace_between(path.read_text(), results_table(read_card(checkpoint or shipped_model_path())))
+    text = replace_between(path.read_text(), results_table(read_card(checkpoint) if checkpoint else shipped_cards()))
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 # %% ../nbs/03_eval.ipynb #f2325370

@@ -170,14 +170,13 @@ def test_standardising_model_round_trips(tmp_path):
     assert onnx_parity(std, tmp_path/'std.onnx', n=16) <= 1e-4
 
 def test_readme_table_is_the_cards():
-    "The README's results table is exactly what the shipped model's card gives (`fer-nb eval --readme-table README.md` rewrites it)."
-    from fer_nb.eval import RESULTS_MARKERS, read_card, results_table
-    from fer_nb.model import shipped_model_path
+    "The README's results table is exactly what the shipped models' cards give (`fer-nb eval --readme-table README.md` rewrites it)."
+    from fer_nb.eval import RESULTS_MARKERS, results_table, shipped_cards
     text = (ROOT/'README.md').read_text()
     start, end = RESULTS_MARKERS
     assert text.count(start) == 1 and text.count(end) == 1, 'the README has no results markers'
     table = text[text.index(start) + len(start):text.index(end)].strip('\n')
-    assert table == results_table(read_card(shipped_model_path())), 'README table drifted from the card: run fer-nb eval --readme-table README.md'
+    assert table == results_table(shipped_cards()), 'README table drifted from the cards: run fer-nb eval --readme-table README.md'
 
 def test_kdef_without_its_variable(tiny):
     "`fer-nb eval --kdef` with $FER_NB_KDEF_DIR unset: one line that names the variable, exit 2."
