@@ -17,8 +17,8 @@ def untrained(tmp_path_factory):
     save_checkpoint(path, create_model('resnet_fer'))
     return Predictor.load(path, runtime='torch', device='cpu')
 
-def check_maps(maps, n=1):
-    assert maps.shape == (n, 48, 48) and maps.dtype == np.float32
+def check_maps(maps, n=1, side=48):
+    assert maps.shape == (n, side, side) and maps.dtype == np.float32   # one map per face, at the side the model sees
     assert maps.min() >= 0 and maps.max() <= 1
 
 def test_untrained_map_on_sample_face(untrained):
@@ -52,6 +52,6 @@ def test_no_face_and_garbage(untrained):
 def test_shipped_model_looks_at_the_face():
     p = Predictor.load(prior='uniform')
     faces, maps = explain_faces(p, sample_path())
-    check_maps(maps)
+    check_maps(maps, side=p.input_size)
     assert faces[0].label == p.predict(sample_path())[0].label
     assert maps.std() > 0.05
