@@ -2,7 +2,7 @@
 
 # %% ../nbs/01b_backbones.ipynb #74fdd9a4
 from __future__ import annotations
-import base64, hashlib, json, os, shutil, subprocess, tarfile, tempfile
+import base64, hashlib, json, os, subprocess, tarfile, tempfile
 from pathlib import Path
 
 import numpy as np
