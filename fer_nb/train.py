@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import (DataError, FerError, FaceSet, LABEL_MODES, class_names, ferplus_dir, load_affectnet, load_fer2013_csv, load_ferplus,
+from .data import (DataError, FerError, FaceSet, LABEL_MODES, _cached, class_names, ferplus_dir, load_affectnet, load_fer2013_csv, load_ferplus,
                          load_image_folder, load_rafdb)
 from .backbones import BACKBONES, init_from_backbone
 from .model import create_model, list_models, predict_logits, save_checkpoint, read_checkpoint, CheckpointError
@@ -98,22 +98,35 @@ def mix(x:torch.Tensor, t:torch.Tensor, cfg:dict, g:torch.Generator|None=None)->
     return x, lam*t + (1 - lam)*t[perm]
 
 # %% ../nbs/02_train.ipynb #9a41618c
+def _teacher_key(checkpoints:list, images:np.ndarray, classes, flip:bool)->str:
+    "A name for these teachers' predictions on these faces: changes when any teacher file, face, class or the flip changes."
+    import hashlib
+    h = hashlib.sha256(json.dumps([list(classes), bool(flip), list(images.shape)]).encode())
+    for c in checkpoints: h.update(hashlib.sha256(Path(c).expanduser().read_bytes()).digest())   # the file's content, not its name
+    h.update(np.ascontiguousarray(images).data)
+    return f'teachers-{h.hexdigest()[:20]}'
+
 def teacher_probs(checkpoints:list, # teacher checkpoints (same classes as the data)
                   images:np.ndarray, # N×48×48 uint8 training faces, clean
                   classes, # the data's class names
                   batch_size:int=512,
-                  flip:bool=False # also average over each face mirrored (a mirror ensemble of every teacher)
+                  flip:bool=False, # also average over each face mirrored (a mirror ensemble of every teacher)
+                  cache=None, # where the predictions are kept (default: the data cache, fer_nb.data.cache_dir)
+                  use_cache:bool=True # False: always run the teachers
                  )->np.ndarray:
-    "The teachers' averaged class probabilities N×C under their training prior: targets for distillation."
+    "The teachers' averaged class probabilities N×C under their training prior: targets for distillation (cached: a resumed run does not run them again)."
     from fer_nb.model import load_checkpoint
-    x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
-    probs = []
-    for c in checkpoints:
-        m, checkpoint = load_checkpoint(c, prior='train')
-        if list(checkpoint['classes']) != list(classes): raise ConfigError(f"teacher {c} has classes {checkpoint['classes']}, the data {list(classes)}")
-        views = [x, x.flip(-1)] if flip else [x]
-        probs.append(sum(predict_logits(m, v, batch_size).softmax(1).numpy() for v in views)/len(views))
-    return (sum(probs)/len(probs)).astype(np.float32)
+    def run_teachers()->dict:
+        x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+        probs = []
+        for c in checkpoints:
+            m, checkpoint = load_checkpoint(c, prior='train')
+            if list(checkpoint['classes']) != list(classes): raise ConfigError(f"teacher {c} has classes {checkpoint['classes']}, the data {list(classes)}")
+            views = [x, x.flip(-1)] if flip else [x]
+            probs.append(sum(predict_logits(m, v, batch_size).softmax(1).numpy() for v in views)/len(views))
+        return dict(probs=(sum(probs)/len(probs)).astype(np.float32))
+    for c in checkpoints: read_checkpoint(c)   # a missing or broken teacher is a one-line error before anything is cached
+    return _cached(_teacher_key(checkpoints, images, classes, flip), run_teachers, cache, use_cache)['probs']
 
 # %% ../nbs/02_train.ipynb #88fc8fb7
 def _train_split(faceset:FaceSet)->FaceSet:
