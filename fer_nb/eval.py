@@ -26,7 +26,7 @@ __all__ = ['FORMATS', 'PUBLISHED_SPLITS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE
            'align_classes', 'EvalResult', 'dataset_name', 'evaluate', 'plot_confusion', 'plot_per_class',
            'plot_mistakes', 'save_figures', 'card_path', 'eval_key', 'read_card', 'write_card', 'compare',
            'markdown_table', 'card_row', 'shipped_cards', 'results_table', 'replace_between', 'write_readme_table',
-           'usual_prior', 'run_eval', 'add_cli']
+           'usual_prior', 'run_eval', 'describe_models', 'add_cli']
 
 # %% ../nbs/03_eval.ipynb #30f40214
 FORMATS = ('ferplus', 'fer2013', 'folders', 'photos', 'rafdb', 'affectnet', 'expw')
@@ -555,8 +555,32 @@ def _export_cmd(args)->int:
     checkpoint = args.checkpoint or default_checkpoint()
     p = export_onnx(checkpoint, args.onnx, args.opset, prior=args.prior)
     diff = onnx_parity(checkpoint, p, prior=args.prior)
-    print(f"wrote {p} (input faces N×1×48×48 float in [0, 1]; ONNX Runtime vs PyTorch max abs diff {diff:.2e})")
+    import onnx
+    side = onnx.load(str(p)).graph.input[0].type.tensor_type.shape.dim[-1].dim_value   # the model's own input size (48, 112…)
+    print(f"wrote {p} (input faces N×1×{side}×{side} float in [0, 1]; ONNX Runtime vs PyTorch max abs diff {diff:.2e})")
     if diff > 1e-4: raise CheckpointError(f"ONNX export of {checkpoint} disagrees with PyTorch (max abs diff {diff:.2e} > 1e-4)")
+    return 0
+
+def describe_models()->list:
+    "Every shipped model, the default first, from its card: name, file, whether it is the default, network, size, headline numbers, what it learned from."
+    default, files = shipped_model_path(), shipped_models()
+    rows = []
+    for name, card in shipped_cards():
+        ev, latency = card.get('evaluations', {}), card.get('latency', {}).get('2_threads', {})
+        pct = lambda key, metric: round(100*ev[key][metric], 1) if key in ev else None
+        rows.append(dict(name=name, file=str(files[name]), default=files[name] == default,
+                         model=f"{card['model']['name']} at {card['model']['in_size']} px", size_mb=card.get('size', {}).get('file_mb'),
+                         ferplus_test=pct('ferplus/test', 'accuracy'), kdef=pct('kdef/all', 'accuracy'),
+                         ms_per_face=latency.get('onnxruntime_ms_per_face_batch1'),
+                         learned_from=card.get('learned_from', 'not recorded on its card')))
+    return rows
+
+def _models_cmd(args)->int:
+    rows = describe_models()
+    if args.json: print(json.dumps(rows)); return 0
+    for r in rows:
+        numbers = ', '.join(f'{k} {v}' for k, v in (('FER+ test', r['ferplus_test']), ('KDEF', r['kdef']), ('ms per face', r['ms_per_face'])) if v is not None)
+        print(f"{r['name']}{' (the default)' if r['default'] else ''}: {r['file']}, {r['model']}, {r['size_mb']} MB; {numbers}\n  learned from: {r['learned_from']}")
     return 0
 
 def add_cli(sub):
@@ -585,3 +609,6 @@ def add_cli(sub):
     p.add_argument('--onnx', required=True, help='the .onnx file to write')
     p.add_argument('--opset', type=int, default=17)
     p.set_defaults(func=_export_cmd)
+    p = sub.add_parser('models', help='list the shipped models: names for --model, the default, what each learned from')
+    p.add_argument('--json', action='store_true', help='print them as one JSON list')
+    p.set_defaults(func=_models_cmd)

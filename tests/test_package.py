@@ -102,13 +102,15 @@ def test_installed_finds_its_files(venv, outside):
     assert info['faces'] == ['happiness'], info
 
 def test_installed_cli(venv, outside):
-    "`fer-nb predict` on the installed sample from a temporary folder: one face, happiness; `fer-nb serve --help` runs."
+    "`fer-nb predict` on the installed sample from a temporary folder: one face, happiness; `fer-nb models` lists the bundled models; `fer-nb serve --help` runs."
     (v, site), (home, env) = venv, outside
     sample = site/'fer_nb'/'_bundle'/'samples'/'astronaut.png'
     r = run([v/'bin'/'fer-nb', 'predict', sample, '--json'], cwd=home, env=env)
     (res,) = json.loads(r.stdout)
     print('fer-nb predict:', [(f['label'], f['confidence']) for f in res['faces']])
     assert [f['label'] for f in res['faces']] == ['happiness'], res
+    listed = json.loads(run([v/'bin'/'fer-nb', 'models', '--json'], cwd=home, env=env).stdout)
+    assert listed[0]['default'] and all(Path(m['file']).is_relative_to(site/'fer_nb'/'_bundle') for m in listed), listed
     assert 'usage' in run([v/'bin'/'fer-nb', 'serve', '--help'], cwd=home, env=env).stdout
 
 def test_installed_serve(venv, outside, tmp_path):
