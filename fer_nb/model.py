@@ -121,7 +121,8 @@ class SameConv2d(nn.Conv2d):
     "A Conv2d padded as TensorFlow's 'SAME': output side ceil(in/stride); an odd total pad puts the extra pixel bottom/right."
     def forward(self, x):
         if self.stride[0] == 1: return super().forward(x)   # built with padding k//2: already SAME
-        (ih, iw), (kh, kw), (sh, sw) = x.shape[-2:], self.kernel_size, self.stride
+        # plain ints: an ONNX export (fixed side, dynamic batch) then holds constant pads, not a Shape→Pad chain per layer
+        (ih, iw), (kh, kw), (sh, sw) = (int(s) for s in x.shape[-2:]), self.kernel_size, self.stride
         ph, pw = max((math.ceil(ih/sh) - 1)*sh + kh - ih, 0), max((math.ceil(iw/sw) - 1)*sw + kw - iw, 0)
         return super().forward(F.pad(x, (pw//2, pw - pw//2, ph//2, ph - ph//2)))
 
