@@ -353,6 +353,18 @@ def _labelled(meta:pd.DataFrame, mode:str, classes:int)->tuple:
     keep &= label < classes   # with 7 classes, contempt-labelled images go
     return keep, label[keep]
 
+def _decoded_ferplus(root:Path, # a FERPlus folder (checked by the caller)
+                     split:str, # train, valid or test
+                     cache=None, use_cache:bool=True)->tuple:
+    "(label.csv rows, {'images': N×48×48 uint8, 'rows': the rows whose PNG decoded}, cache key): one split before labelling, cached."
+    d = root/FERPLUS_SPLITS[split]; csvp = d/'label.csv'
+    meta = _read_label_csv(csvp)
+    def build():
+        imgs, ok, _ = _read_faces([d/n for n in meta.name], list(meta.name), f'FERPlus {split}')
+        return {'images': imgs, 'rows': ok}
+    key = f'ferplus-{split}-{_fingerprint(csvp, d)}'
+    return meta, _cached(key, build, cache, use_cache), key
+
 def load_ferplus(root=None, # the folder with FER2013Train/Valid/Test (default: ferplus_dir())
                  split:str='train', # train, valid or test
                  mode:str='majority', # label mode: majority, probability or crossentropy
@@ -370,12 +382,7 @@ def load_ferplus(root=None, # the folder with FER2013Train/Valid/Test (default: 
     d = root/FERPLUS_SPLITS[split]; csvp = d/'label.csv'
     if not csvp.is_file():
         raise DataError(f"{root} is not in the FERPlus layout: missing {FERPLUS_SPLITS[split]}/label.csv (expected FER2013Train|Valid|Test/ each with label.csv and 48×48 PNGs)")
-    meta = _read_label_csv(csvp)
-    def build():
-        imgs, ok, _ = _read_faces([d/n for n in meta.name], list(meta.name), f'FERPlus {split}')
-        return {'images': imgs, 'rows': ok}
-    key = f'ferplus-{split}-{_fingerprint(csvp, d)}'
-    arr = _cached(key, build, cache, use_cache)
+    meta, arr, key = _decoded_ferplus(root, split, cache, use_cache)
     if reframe is not None:   # cached beside the plain faces, under the step's own name
         decoded = arr
         arr = _cached(f'{key}-{reframe.cache_key}', lambda: {**dict(zip(('images', 'failed'), reframe(decoded['images']))), 'rows': decoded['rows']}, cache, use_cache)

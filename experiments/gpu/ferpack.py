@@ -20,7 +20,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path: sys.path.insert(0, str(REPO))   # fer_nb from this checkout, installed or not (the GPU machine has no .venv)
 
-from fer_nb.data import FERPLUS_SPLITS, FACE_SIZE, FerError, _cached, _fingerprint, _read_faces, _read_label_csv
+from fer_nb.data import FERPLUS_SPLITS, FACE_SIZE, FerError, _decoded_ferplus
 
 FORMAT = 'fer_nb/gpu-pack1'
 SPLITS = ('train', 'valid')      # the test split is not needed for training
@@ -56,13 +56,9 @@ def decoded_split(root:Path, split:str)->tuple:
 
     Same reader and same cache key as the loader, so an existing cache is reused here (no 30k PNGs to decode) and,
     on the GPU machine, warmed for the training processes that start next."""
-    folder, csvp = Path(root)/FERPLUS_SPLITS[split], label_csv(root, split)
+    csvp = label_csv(root, split)
     if not csvp.is_file(): raise PackError(f"{root} is not in the FERPlus layout: {csvp} is missing")
-    meta = _read_label_csv(csvp)
-    def build():
-        faces, rows, _ = _read_faces([folder/n for n in meta.name], list(meta.name), f'FERPlus {split}')
-        return {'images': faces, 'rows': rows}
-    arrays = _cached(f'ferplus-{split}-{_fingerprint(csvp, folder)}', build)
+    meta, arrays, _ = _decoded_ferplus(Path(root), split)
     return arrays['images'], arrays['rows'], meta
 
 # --- face mosaics -------------------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ferpack import (FORMAT, INDEX, MANIFEST, REPO, SPLITS, PackError, _read_label_csv, decode_weights, decoded_split,
+from ferpack import (FORMAT, INDEX, MANIFEST, REPO, SPLITS, PackError, decode_weights, decoded_split,
                      fail_in_one_line, from_sheet, labels_name, read_json, sha256)
+from fer_nb.data import _read_label_csv
 
 def read_manifest(pack:Path)->dict:
     if not (pack/MANIFEST).is_file(): raise PackError(f"no pack at {pack}: run experiments/gpu/pack.py (and carry out/gpu_pack)")
