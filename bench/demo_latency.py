@@ -41,14 +41,14 @@ def main():
                                                        ap.add_argument('--vs', help='a second model, timed in the same runs')))
     jpeg = jpeg_bytes(sample_frame(640), 90)
     preds = [Predictor.load(c, detector=a.detector, device='cpu', runtime=a.runtime) for c in [a.checkpoint] + ([a.vs] if a.vs else [])]
-    times = [[[] for _ in STAGES] for _ in preds]
+    times, last_faces = [[[] for _ in STAGES] for _ in preds], [None]*len(preds)
     for i in range(a.runs + 3):                       # 3 warm-up runs
-        for p, t in zip(preds, times):
-            stage_ms, faces = time_once(p, jpeg)
-            assert len(faces) == 1, faces
+        for k, (p, t) in enumerate(zip(preds, times)):
+            stage_ms, last_faces[k] = time_once(p, jpeg)
+            assert len(last_faces[k]) == 1, last_faces[k]
             if i >= 3:
                 for column, ms in zip(t, stage_ms): column.append(ms)
-    totals = [report(p, t, time_once(p, jpeg)[1], a) for p, t in zip(preds, times)]
+    totals = [report(p, t, faces, a) for p, t, faces in zip(preds, times, last_faces)]
     if len(totals) == 2: print(f"first / second model, total: {totals[0]/totals[1]:.2f}×")
 
 if __name__ == '__main__':
