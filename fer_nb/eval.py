@@ -580,12 +580,11 @@ def _export_cmd(args)->int:
 
 def describe_models()->list:
     "Every shipped model, the default first, from its card: name, file, whether it is the default, network, size, headline numbers, what it learned from."
-    default, files = shipped_model_path(), shipped_models()
-    rows = []
-    for name, card in shipped_cards():
+    files, rows = shipped_models(), []
+    for i, (name, card) in enumerate(shipped_cards()):   # the default comes first
         ev, latency = card.get('evaluations', {}), card.get('latency', {}).get('2_threads', {})
         pct = lambda key, metric: round(100*ev[key][metric], 1) if key in ev else None
-        rows.append(dict(name=name, file=str(files[name]), default=files[name] == default,
+        rows.append(dict(name=name, file=str(files[name]), default=i == 0,
                          model=f"{card['model']['name']} at {card['model']['in_size']} px", size_mb=card.get('size', {}).get('file_mb'),
                          ferplus_test=pct('ferplus/test', 'accuracy'), kdef=pct('kdef/all', 'accuracy'),
                          ms_per_face=latency.get('onnxruntime_ms_per_face_batch1'),
