@@ -368,9 +368,19 @@ def read_card(checkpoint)->dict:
     if not isinstance(card, dict): raise CheckpointError(f"{p}: not a valid metrics card (expected a JSON object)")
     return card
 
+def _backbones_learned_by(checkpoints:list # init and teacher checkpoints a run learned from
+                         )->dict:
+    "{backbone: the checkpoint it came through} for every pretrained backbone those checkpoints' cards say they learned from."
+    found = {}
+    for c in filter(None, checkpoints):
+        try: said = read_card(c).get('learned_from', '')   # a card names its own ancestors' backbones, so one level reaches them all
+        except (CheckpointError, OSError): continue        # no readable card: nothing is claimed
+        found.update({name: c for name, b in BACKBONES.items() if b['trained_on'] in str(said) and name not in found})
+    return found
+
 def learned_from(config:dict # a training run's settings (a checkpoint's `config`)
                 )->str:
-    "What a trained model learned from, in words: its training data, a pretrained backbone's own data and licence, init and teacher checkpoints."
+    "What a trained model learned from, in words: its training data, a pretrained backbone's own data and licence, init and teacher checkpoints (and the backbones their cards name)."
     parts = ["FERPlus train (the FER-2013 faces with Microsoft's FER+ votes; labels MIT)" + (', re-framed by the face step' if config.get('reframe') else '')]
     parts += [f"{d['format']} train faces from {Path(str(d['path'])).name} (weight {d.get('weight', 1)})" for d in config.get('datasets') or []]
     init, teachers = config.get('init'), (config.get('teachers') or []) if config.get('distill') else []
@@ -380,7 +390,10 @@ def learned_from(config:dict # a training run's settings (a checkpoint's `config
     elif init: parts.append(f"the weights of {Path(str(init)).name}, which it was fine-tuned from (see that model's card)")
     if teachers: parts.append('the predictions of its teacher' + ('s ' if len(teachers) > 1 else ' ') + ', '.join(Path(str(t)).name for t in teachers)
                               + ' on those faces (see their cards)')
-    if not init: parts.append('no pretrained weights')
+    inherited = _backbones_learned_by([init] + teachers if init not in BACKBONES else teachers)
+    parts += [f"through {Path(str(via)).name}, the pretrained {name} backbone: {BACKBONES[name]['trained_on']}; {BACKBONES[name]['licence']}; "
+              f"source {BACKBONES[name]['source']}" for name, via in inherited.items() if name != init]
+    if not init: parts.append('no pretrained weights of its own' if inherited else 'no pretrained weights')
     return '; '.join(parts)
 
 def write_card(results, # an EvalResult or a list of them
