@@ -452,7 +452,7 @@ PEERS = (
     dict(model='`configs/balanced_long.yaml` retrained: mean of 5 seeds (what a retrain gives)', ferplus_test=86.2,
          ferplus_test_balanced_uniform=77.8, kdef=78.0, training='6.0 min each on an H200 (3 seeds), 97-108 min on one CPU thread (2)',
          source='experiments/README.md: seeds 0-4 of configs/balanced_long.yaml, final weights, per-face standardisation switched on'),
-    dict(model='`resnet_fer_balanced_long`, shipped before it (its teacher): `configs/balanced_long.yaml`, seed 4', ferplus_test=86.3,
+    dict(model='`resnet_fer_balanced_long`, the teacher of `fast`, shipped before it: `configs/balanced_long.yaml`, seed 4', ferplus_test=86.3,
          ferplus_test_balanced_uniform=78.2, kdef=78.5, size_mb=5.65, ms_per_face=0.45, training='108 min on one CPU thread',
          source='experiments/README.md: its card, git history (models/resnet_fer_balanced_long.json before the distilled model)'),
     dict(model='`configs/cpu.yaml`, the 90-minute CPU recipe (keeps the training prior)', ferplus_test=85.4,

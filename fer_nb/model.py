@@ -13,13 +13,14 @@ import numpy as np
 from .data import CLASSES, FACE_SIZE, PRIORS, DataError, FerError, class_names, find_file
 
 # %% auto #0
-__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'FACERES_BLOCKS', 'MODELS', 'FERPLUS_TRAIN_PRIOR', 'TRAINING_ONLY',
-           'FERNet', 'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual', 'MobileFER',
-           'SameConv2d', 'FaceRes', 'register_model', 'vgg13', 'vgg13_half', 'resnet_fer', 'resnet_fer_wide',
-           'mobile_fer', 'faceres', 'list_models', 'create_model', 'count_params', 'count_macs', 'model_table',
-           'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint', 'shipped_model_path', 'shipped_models',
-           'checkpoint_path', 'read_checkpoint', 'train_prior', 'prior_bias', 'load_checkpoint', 'ship_checkpoint',
-           'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx', 'onnx_parity']
+__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'FACERES_BLOCKS', 'MODELS', 'COMBINED', 'FERPLUS_TRAIN_PRIOR',
+           'TRAINING_ONLY', 'FERNet', 'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual',
+           'MobileFER', 'SameConv2d', 'FaceRes', 'register_model', 'vgg13', 'vgg13_half', 'resnet_fer',
+           'resnet_fer_wide', 'mobile_fer', 'faceres', 'list_models', 'create_model', 'count_params', 'count_macs',
+           'model_table', 'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint', 'shipped_model_path',
+           'shipped_models', 'checkpoint_path', 'read_checkpoint', 'train_prior', 'prior_bias', 'load_checkpoint',
+           'ship_checkpoint', 'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx', 'onnx_parity',
+           'area_matrix', 'area_resize', 'Ensemble', 'ensemble', 'combine_checkpoints']
 
 # %% ../nbs/01_model.ipynb #9ab5a671
 FERPLUS_MEAN, FERPLUS_STD = 0.5069, 0.2542   # gray pixel mean/std of FERPlus train, in [0, 1]
@@ -40,7 +41,8 @@ class FERNet(nn.Module):
         if x.dtype == torch.uint8: x = x.float()/255
         if x.ndim == 3: x = x.unsqueeze(1)
         if self.standardise: x = standardise_faces(x)
-        if x.shape[-1] != self.in_size: x = F.interpolate(x, size=(self.in_size, self.in_size), mode='bilinear', align_corners=False)
+        if x.shape[-1] != self.in_size and not getattr(self.backbone, 'sizes_itself', False):   # (a pair resizes for each of its networks)
+            x = F.interpolate(x, size=(self.in_size, self.in_size), mode='bilinear', align_corners=False)
         return self.backbone((x - self.mean)/self.std) + self.logit_bias   # input scaling, then the network
 
 def standardise_faces(x:torch.Tensor, # N×1×H×W floats in [0, 1]
@@ -148,6 +150,7 @@ class FaceRes(nn.Module):
 
 # %% ../nbs/01_model.ipynb #db69c39a
 MODELS = {}   # name → builder(num_classes, in_size, **kwargs) → backbone
+COMBINED = {}  # the same, for networks built from trained ones (see `combine_checkpoints`): loadable, not trainable
 
 def register_model(builder):
     "Add `builder` to the registry under its function name."
@@ -178,10 +181,11 @@ def create_model(name:str, # a name from list_models()
                  **kw # overrides of the entry's defaults (width, dropout, …)
                 )->FERNet:
     "Build a registered model, wrapped with its input scaling."
-    if name not in MODELS: raise DataError(f"unknown model {name!r}: use one of {', '.join(list_models())}")
-    default_mean, default_std = getattr(MODELS[name], 'input_scaling', (FERPLUS_MEAN, FERPLUS_STD))
+    builder = MODELS.get(name) or COMBINED.get(name)
+    if builder is None: raise DataError(f"unknown model {name!r}: use one of {', '.join(list_models())}")
+    default_mean, default_std = getattr(builder, 'input_scaling', (FERPLUS_MEAN, FERPLUS_STD))
     mean, std = default_mean if mean is None else mean, default_std if std is None else std
-    try: backbone = MODELS[name](num_classes=num_classes, in_size=in_size, **kw)
+    try: backbone = builder(num_classes=num_classes, in_size=in_size, **kw)
     except (TypeError, ValueError) as e: raise DataError(f"bad option for model {name!r}: {e}") from None
     m = FERNet(backbone, in_size=in_size, mean=mean, std=std, num_classes=num_classes, standardise=standardise)
     m.arch = dict(name=name, num_classes=num_classes, in_size=in_size, mean=mean, std=std, standardise=standardise, kwargs=kw)
@@ -434,3 +438,54 @@ def onnx_parity(checkpoint_or_model, # what was exported
     sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     with torch.no_grad(): ref = model(x).numpy()
     return float(np.abs(sess.run(None, {'faces': x.numpy()})[0] - ref).max())
+
+# %% ../nbs/01_model.ipynb #ec73dda8
+def area_matrix(n_in:int, n_out:int)->torch.Tensor:
+    "n_out×n_in: each output pixel the mean of the input pixels its footprint covers (partly covered ones by the part)."
+    edges = torch.arange(n_out + 1, dtype=torch.float64)*n_in/n_out
+    pixels = torch.arange(n_in, dtype=torch.float64)[None]
+    cover = (torch.minimum(edges[1:, None], pixels + 1) - torch.maximum(edges[:-1, None], pixels)).clamp_min(0)
+    return (cover/cover.sum(1, keepdim=True)).float()
+
+def area_resize(x:torch.Tensor, side:int)->torch.Tensor:
+    "N×C×H×W → N×C×side×side by area averaging (for shrinking: no aliasing, unlike bilinear)."
+    h, w = int(x.shape[-2]), int(x.shape[-1])   # plain ints: constant matrices in an ONNX export
+    return area_matrix(h, side).to(x) @ x @ area_matrix(w, side).to(x).T
+
+class Ensemble(nn.Module):
+    "Trained FERNets as one network: each sees the face at its own side; their probabilities under the uniform prior, averaged (as log-probabilities)."
+    sizes_itself = True   # FERNet passes the crop on as it is
+    def __init__(self, num_classes:int, members:list # each network's `arch` (as a checkpoint records it)
+                ):
+        super().__init__()
+        if len(members) < 2: raise ValueError("an ensemble needs at least two networks")
+        self.members = nn.ModuleList([create_model(a['name'], num_classes=a['num_classes'], in_size=a['in_size'], mean=a['mean'], std=a['std'],
+                                                   standardise=a.get('standardise', False), **a.get('kwargs', {})) for a in members])
+        self.register_buffer('member_bias', torch.zeros(len(members), num_classes))   # each network's logits → the uniform prior
+    def forward(self, x):
+        logp = [torch.log_softmax(m(area_resize(x, m.in_size) if x.shape[-1] > m.in_size else x) + b, 1)
+                for m, b in zip(self.members, self.member_bias)]
+        return torch.logsumexp(torch.stack(logp), 0) - math.log(len(logp))
+
+def ensemble(num_classes, in_size, members=(), **kw): return Ensemble(num_classes, list(members), **kw)
+ensemble.input_scaling = (0.0, 1.0)   # pixels in [0, 1] go on as they are: each network scales its own
+COMBINED['ensemble'] = ensemble
+
+def combine_checkpoints(members:list, # trained or shipped checkpoints (files or shipped names), at least two
+                        dst, # the file to write
+                        half:bool=True # store weights as float16
+                       )->Path:
+    "One checkpoint that averages its networks' probabilities; it loads, predicts and exports like any other."
+    cks = [read_checkpoint(m) for m in members]
+    classes = cks[0]['classes']
+    if any(ck['classes'] != classes for ck in cks): raise CheckpointError("these checkpoints do not share their classes: they cannot be combined")
+    archs = [{k: v for k, v in ck['arch'].items() if k != 'classes'} for ck in cks]
+    try: model = create_model('ensemble', num_classes=len(classes), in_size=max(a['in_size'] for a in archs), members=archs)
+    except DataError as e: raise CheckpointError(str(e)) from None
+    state = {f'backbone.members.{i}.{k}': v.float() for i, ck in enumerate(cks) for k, v in ck['state_dict'].items()}
+    state['backbone.member_bias'] = torch.stack([prior_bias(ck, 'uniform') for ck in cks])
+    model.load_state_dict(state)
+    names = [checkpoint_path(m).name for m in members]
+    # logit_adjust 1: the averaged output already answers under the uniform prior; `train` adds the first network's training prior
+    return save_checkpoint(dst, model.half() if half else model, classes, config=dict(run='ensemble of ' + ' + '.join(names), members=names, logit_adjust=1.0),
+                           train_prior=train_prior(cks[0]).tolist(), weights_dtype='float16' if half else 'float32')

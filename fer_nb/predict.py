@@ -80,7 +80,7 @@ class Predictor:
     "Photo → face boxes → crops → expression probabilities; the one code path behind every demo."
     def __init__(self, model, # a FERNet (torch.nn.Module) taking N×1×S×S uint8 faces
                  classes=CLASSES, # class names in output order
-                 input_size:int=48, # side S of the model's input
+                 input_size:int|None=None, # side S of the model's input; None: the model's own (`in_size`, else 48)
                  detector='yunet', # a detector, or its name (yunet, haar, mtcnn, none)
                  margin:float|None=None, # box-crop margin (faces without landmarks); None = the detector's own
                  align:bool=True, # align faces on their landmarks (fer_nb.faces)
@@ -88,6 +88,7 @@ class Predictor:
                  device='cpu',
                  session=None # an ONNX Runtime session of the same model; used instead of `model` when given
                 ):
+        input_size = input_size or getattr(model, 'in_size', 48)   # a 112-px model gets 112-px crops, however it was built
         self.model, self.classes, self.input_size, self.max_side, self.device = model.eval(), tuple(classes), input_size, max_side, device
         self.session = session
         self.detector = as_detector(detector, device)
