@@ -27,7 +27,7 @@ __all__ = ['FORMATS', 'PUBLISHED_SPLITS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE
            'align_classes', 'EvalResult', 'dataset_name', 'evaluate', 'plot_confusion', 'plot_per_class',
            'plot_mistakes', 'save_figures', 'card_path', 'eval_key', 'read_card', 'learned_from', 'write_card',
            'compare', 'markdown_table', 'card_row', 'shipped_cards', 'results_table', 'replace_between',
-           'write_readme_table', 'usual_prior', 'run_eval', 'describe_models', 'add_cli']
+           'write_readme_table', 'usual_prior', 'run_eval', 'network_words', 'describe_models', 'add_cli']
 
 # %% ../nbs/03_eval.ipynb #30f40214
 FORMATS = ('ferplus', 'fer2013', 'folders', 'photos', 'rafdb', 'affectnet', 'expw')
@@ -591,6 +591,11 @@ def _export_cmd(args)->int:
     if diff > 1e-4: raise CheckpointError(f"ONNX export of {checkpoint} disagrees with PyTorch (max abs diff {diff:.2e} > 1e-4)")
     return 0
 
+def network_words(arch:dict)->str:
+    "A checkpoint's network in words: 'resnet_fer at 48 px', or each network of a pair ('faceres at 112 px + resnet_fer at 48 px')."
+    members = (arch.get('kwargs') or {}).get('members') if arch.get('name') == 'ensemble' else None
+    return ' + '.join(network_words(m) for m in members) if members else f"{arch.get('name')} at {arch.get('in_size')} px"
+
 def describe_models()->list:
     "Every shipped model, the default first, from its card: name, file, whether it is the default, network, size, headline numbers, what it learned from."
     files, rows = shipped_models(), []
@@ -598,7 +603,7 @@ def describe_models()->list:
         ev, latency = card.get('evaluations', {}), card.get('latency', {}).get('2_threads', {})
         pct = lambda key, metric: round(100*ev[key][metric], 1) if key in ev else None
         rows.append(dict(name=name, file=str(files[name]), default=i == 0,
-                         model=f"{card['model']['name']} at {card['model']['in_size']} px", size_mb=card.get('size', {}).get('file_mb'),
+                         model=network_words(card['model']), size_mb=card.get('size', {}).get('file_mb'),
                          ferplus_test=pct('ferplus/test', 'accuracy'), kdef=pct('kdef/all', 'accuracy'),
                          ms_per_face=latency.get('onnxruntime_ms_per_face_batch1'),
                          learned_from=card.get('learned_from', 'not recorded on its card')))
