@@ -383,6 +383,11 @@ def learned_from(config:dict # a training run's settings (a checkpoint's `config
     "What a trained model learned from, in words: its training data, a pretrained backbone's own data and licence, init and teacher checkpoints (and the backbones their cards name)."
     parts = ["FERPlus train (the FER-2013 faces with Microsoft's FER+ votes; labels MIT)" + (', re-framed by the face step' if config.get('reframe') else '')]
     parts += [f"{d['format']} train faces from {Path(str(d['path'])).name} (weight {d.get('weight', 1)})" for d in config.get('datasets') or []]
+    if config.get('members'):   # a pair (combine_checkpoints): each network's own card says what it learned from
+        members = config['members']
+        return '; '.join([f"the networks it averages: {', '.join(Path(str(m)).name for m in members)} (see their cards)"] +
+                         [f"through {Path(str(via)).name}, the pretrained {name} backbone: {BACKBONES[name]['trained_on']}; {BACKBONES[name]['licence']}; "
+                          f"source {BACKBONES[name]['source']}" for name, via in _backbones_learned_by(members).items()])
     init, teachers = config.get('init'), (config.get('teachers') or []) if config.get('distill') else []
     if init in BACKBONES:
         b = BACKBONES[init]

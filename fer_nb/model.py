@@ -485,7 +485,7 @@ def combine_checkpoints(members:list, # trained or shipped checkpoints (files or
     state = {f'backbone.members.{i}.{k}': v.float() for i, ck in enumerate(cks) for k, v in ck['state_dict'].items()}
     state['backbone.member_bias'] = torch.stack([prior_bias(ck, 'uniform') for ck in cks])
     model.load_state_dict(state)
-    names = [checkpoint_path(m).name for m in members]
+    names = [str(checkpoint_path(m)) for m in members]   # as given: a card follows them to each network's own card
     # logit_adjust 1: the averaged output already answers under the uniform prior; `train` adds the first network's training prior
-    return save_checkpoint(dst, model.half() if half else model, classes, config=dict(run='ensemble of ' + ' + '.join(names), members=names, logit_adjust=1.0),
+    return save_checkpoint(dst, model.half() if half else model, classes, config=dict(run='ensemble of ' + ' + '.join(Path(n).name for n in names), members=names, logit_adjust=1.0),
                            train_prior=train_prior(cks[0]).tolist(), weights_dtype='float16' if half else 'float32')
