@@ -378,26 +378,27 @@ def _backbones_learned_by(checkpoints:list # init and teacher checkpoints a run 
         found.update({name: c for name, b in BACKBONES.items() if b['trained_on'] in str(said) and name not in found})
     return found
 
+def _backbone_words(name:str)->str:
+    "A pretrained backbone in words: its name, the data it was trained on, its licence and source."
+    b = BACKBONES[name]
+    return f"the pretrained {name} backbone: {b['trained_on']}; {b['licence']}; source {b['source']}"
+
 def learned_from(config:dict # a training run's settings (a checkpoint's `config`)
                 )->str:
     "What a trained model learned from, in words: its training data, a pretrained backbone's own data and licence, init and teacher checkpoints (and the backbones their cards name)."
-    parts = ["FERPlus train (the FER-2013 faces with Microsoft's FER+ votes; labels MIT)" + (', re-framed by the face step' if config.get('reframe') else '')]
-    parts += [f"{d['format']} train faces from {Path(str(d['path'])).name} (weight {d.get('weight', 1)})" for d in config.get('datasets') or []]
     if config.get('members'):   # a pair (combine_checkpoints): each network's own card says what it learned from
         members = config['members']
         return '; '.join([f"the networks it averages: {', '.join(Path(str(m)).name for m in members)} (see their cards)"] +
-                         [f"through {Path(str(via)).name}, the pretrained {name} backbone: {BACKBONES[name]['trained_on']}; {BACKBONES[name]['licence']}; "
-                          f"source {BACKBONES[name]['source']}" for name, via in _backbones_learned_by(members).items()])
+                         [f"through {Path(str(via)).name}, {_backbone_words(name)}" for name, via in _backbones_learned_by(members).items()])
+    parts = ["FERPlus train (the FER-2013 faces with Microsoft's FER+ votes; labels MIT)" + (', re-framed by the face step' if config.get('reframe') else '')]
+    parts += [f"{d['format']} train faces from {Path(str(d['path'])).name} (weight {d.get('weight', 1)})" for d in config.get('datasets') or []]
     init, teachers = config.get('init'), (config.get('teachers') or []) if config.get('distill') else []
-    if init in BACKBONES:
-        b = BACKBONES[init]
-        parts.append(f"the pretrained {init} backbone: {b['trained_on']}; {b['licence']}; source {b['source']}")
+    if init in BACKBONES: parts.append(_backbone_words(init))
     elif init: parts.append(f"the weights of {Path(str(init)).name}, which it was fine-tuned from (see that model's card)")
     if teachers: parts.append('the predictions of its teacher' + ('s ' if len(teachers) > 1 else ' ') + ', '.join(Path(str(t)).name for t in teachers)
                               + ' on those faces (see their cards)')
     inherited = _backbones_learned_by([init] + teachers if init not in BACKBONES else teachers)
-    parts += [f"through {Path(str(via)).name}, the pretrained {name} backbone: {BACKBONES[name]['trained_on']}; {BACKBONES[name]['licence']}; "
-              f"source {BACKBONES[name]['source']}" for name, via in inherited.items() if name != init]
+    parts += [f"through {Path(str(via)).name}, {_backbone_words(name)}" for name, via in inherited.items() if name != init]
     if not init: parts.append('no pretrained weights of its own' if inherited else 'no pretrained weights')
     return '; '.join(parts)
 

@@ -16,11 +16,11 @@ from .data import CLASSES, FACE_SIZE, PRIORS, DataError, FerError, class_names, 
 __all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'FACERES_BLOCKS', 'MODELS', 'COMBINED', 'FERPLUS_TRAIN_PRIOR',
            'TRAINING_ONLY', 'FERNet', 'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual',
            'MobileFER', 'SameConv2d', 'FaceRes', 'register_model', 'vgg13', 'vgg13_half', 'resnet_fer',
-           'resnet_fer_wide', 'mobile_fer', 'faceres', 'list_models', 'create_model', 'count_params', 'count_macs',
-           'model_table', 'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint', 'shipped_model_path',
-           'shipped_models', 'checkpoint_path', 'read_checkpoint', 'train_prior', 'prior_bias', 'load_checkpoint',
-           'ship_checkpoint', 'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx', 'onnx_parity',
-           'area_matrix', 'area_resize', 'Ensemble', 'ensemble', 'combine_checkpoints']
+           'resnet_fer_wide', 'mobile_fer', 'faceres', 'list_models', 'create_model', 'model_from_arch', 'count_params',
+           'count_macs', 'model_table', 'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint',
+           'shipped_model_path', 'shipped_models', 'checkpoint_path', 'read_checkpoint', 'train_prior', 'prior_bias',
+           'load_checkpoint', 'ship_checkpoint', 'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx',
+           'onnx_parity', 'area_matrix', 'area_resize', 'Ensemble', 'ensemble', 'combine_checkpoints']
 
 # %% ../nbs/01_model.ipynb #9ab5a671
 FERPLUS_MEAN, FERPLUS_STD = 0.5069, 0.2542   # gray pixel mean/std of FERPlus train, in [0, 1]
@@ -191,6 +191,12 @@ def create_model(name:str, # a name from list_models()
     m.arch = dict(name=name, num_classes=num_classes, in_size=in_size, mean=mean, std=std, standardise=standardise, kwargs=kw)
     return m
 
+def model_from_arch(arch:dict # a model's `arch` as a checkpoint records it (`create_model`'s settings)
+                   )->FERNet:
+    "The untrained model an `arch` record describes: what a checkpoint's weights (or a pair's networks) are loaded into."
+    return create_model(arch['name'], num_classes=arch['num_classes'], in_size=arch['in_size'], mean=arch['mean'], std=arch['std'],
+                        standardise=arch.get('standardise', False), **arch.get('kwargs', {}))
+
 # %% ../nbs/01_model.ipynb #18164e02
 def count_params(m:nn.Module)->int: return sum(p.numel() for p in m.parameters())
 
@@ -330,8 +336,7 @@ def load_checkpoint(path=None, # checkpoint file or shipped model's name; None =
     ck = read_checkpoint(path)
     arch = ck['arch']
     try:
-        m = create_model(arch['name'], num_classes=arch['num_classes'], in_size=arch['in_size'], mean=arch['mean'], std=arch['std'],
-                         standardise=arch.get('standardise', False), **arch.get('kwargs', {}))
+        m = model_from_arch(arch)
         m.load_state_dict(ck['state_dict'])
     except (DataError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its model ({str(e).splitlines()[0][:120]})") from None
@@ -459,8 +464,7 @@ class Ensemble(nn.Module):
                 ):
         super().__init__()
         if len(members) < 2: raise ValueError("an ensemble needs at least two networks")
-        self.members = nn.ModuleList([create_model(a['name'], num_classes=a['num_classes'], in_size=a['in_size'], mean=a['mean'], std=a['std'],
-                                                   standardise=a.get('standardise', False), **a.get('kwargs', {})) for a in members])
+        self.members = nn.ModuleList([model_from_arch(a) for a in members])
         self.register_buffer('member_bias', torch.zeros(len(members), num_classes))   # each network's logits → the uniform prior
     def forward(self, x):
         logp = [torch.log_softmax(m(area_resize(x, m.in_size) if x.shape[-1] > m.in_size else x) + b, 1)
