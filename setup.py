@@ -25,6 +25,7 @@ requirements = shlex.split(cfg.get('requirements', ''))
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+cluster_requirements = shlex.split(cfg.get('cluster_requirements', ''))   # `pip install 'fer_nb[cluster]'`: Ray Data for `fer-nb corpus --engine ray`
 
 # The files fer_nb finds with `fer_nb.data.find_file` (models, samples, the app page). The top-level folders stay
 # the only committed copy: the wheel gets them under fer_nb/_bundle/ at build time, the sdist at their own paths.
@@ -86,7 +87,7 @@ setuptools.setup(
     include_package_data = True,
     package_data = {'fer_nb': ['static/*.html', 'static/*.css', 'static/*.js']},   # the light page `fer-nb serve` shows at /
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={ 'dev': dev_requirements, 'cluster': cluster_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

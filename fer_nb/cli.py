@@ -10,7 +10,7 @@ from .data import FerError
 __all__ = ['CLI_MODULES', 'build_parser', 'main', 'run_cli']
 
 # %% ../nbs/06_cli.ipynb #f03edd8c
-CLI_MODULES = ('data', 'backbones', 'train', 'eval', 'apps', 'serve')
+CLI_MODULES = ('data', 'backbones', 'train', 'eval', 'apps', 'corpus', 'serve')
 
 def build_parser()->argparse.ArgumentParser:
     "The `fer-nb` argument parser with every module's subcommands."

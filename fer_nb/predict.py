@@ -165,25 +165,32 @@ def classify(self:Predictor, crops:np.ndarray # N×S×S uint8 face crops
 
 # %% ../nbs/05_predict.ipynb #d2c113da
 @patch
-def predict(self:Predictor, image, # path, bytes, file object, PIL image or numpy array
-             detect:str='auto', # auto: the detector, but small images are crops; always; never: whole image is a face
-             name:str|None=None # how to call the image in error messages
-            )->list:
-    "The faces in `image`, left to right, each a `Face` with its box, label and probabilities."
+def locate(self:Predictor, image, # path, bytes, file object, PIL image or numpy array
+           detect:str='auto', # auto: the detector, but small images are crops; always; never: whole image is a face
+           name:str|None=None # how to call the image in error messages
+          )->tuple:
+    "(boxes, detector scores, N×S×S crops) of the faces in `image`, left to right: `predict` without the classifier."
     if detect not in ('auto', 'always', 'never'): raise DataError(f"detect must be auto, always or never, got {detect!r}")
     im, s0 = load_photo(image, name=name, min_side=self.max_side)
     W, H = im.size
     whole = detect == 'never' or self.detector is None or (detect == 'auto' and max(W, H) <= 2*self.input_size)
     if whole and min(W, H) < MIN_FACE_SIDE:
         if detect == 'never': raise DataError(f"{name or 'image'}: {W}×{H} is too small to hold a face (at least {MIN_FACE_SIDE} px)")
-        return []
+        return [], [], np.zeros((0, self.input_size, self.input_size), np.uint8)
     if whole:
-        s = min(W, H); boxes, scores = [((W - s)//2, (H - s)//2, s, s)], [1.0]
-        crops = np.stack([face_crop(to_gray(im), None, self.input_size)])
-    else:
-        found = self.find(im, s0)
-        boxes, scores = [f.box for f in found], [f.score for f in found]
-        crops = np.stack([f.crop for f in found]) if found else np.zeros((0, self.input_size, self.input_size), np.uint8)
+        s = min(W, H)
+        return [((W - s)//2, (H - s)//2, s, s)], [1.0], np.stack([face_crop(to_gray(im), None, self.input_size)])
+    found = self.find(im, s0)
+    crops = np.stack([f.crop for f in found]) if found else np.zeros((0, self.input_size, self.input_size), np.uint8)
+    return [f.box for f in found], [f.score for f in found], crops
+
+@patch
+def predict(self:Predictor, image, # path, bytes, file object, PIL image or numpy array
+            detect:str='auto', # as in `locate`
+            name:str|None=None # how to call the image in error messages
+           )->list:
+    "The faces in `image`, left to right, each a `Face` with its box, label and probabilities."
+    boxes, scores, crops = self.locate(image, detect, name)
     probs = self.classify(crops)
     return [Face(tuple(b), self.classes[int(p.argmax())], dict(zip(self.classes, map(float, p))), float(sc), crop=c)
             for b, sc, p, c in zip(boxes, scores, probs, crops)]
@@ -268,21 +275,30 @@ class FaceTracker:
         self.min_iou, self.alpha, self.max_missed = min_iou, alpha, max_missed
         self.tracks, self.next_id = {}, 1       # id → dict(box, probs, missed)
 
+    def assign(self, boxes:list # this frame's face boxes (x, y, w, h)
+              )->list:
+        "A track id per box: the best-overlapping live track, else a new one; tracks unseen too long end."
+        pairs = sorted(((box_iou(b, t['box']), i, tid) for i, b in enumerate(boxes) for tid, t in self.tracks.items()), reverse=True)
+        got, used = {}, set()
+        for iou, i, tid in pairs:
+            if iou >= self.min_iou and i not in got and tid not in used: got[i] = tid; used.add(tid)
+        ids = []
+        for i, b in enumerate(boxes):
+            if i not in got: got[i] = self.next_id; self.next_id += 1; self.tracks[got[i]] = dict(probs=None)
+            self.tracks[got[i]].update(box=b, missed=0); ids.append(got[i])
+        for tid in [t for t in self.tracks if t not in ids]:
+            self.tracks[tid]['missed'] += 1
+            if self.tracks[tid]['missed'] > self.max_missed: del self.tracks[tid]
+        return ids
+
     def update(self, faces:list # this frame's Faces
               )->list:
         "The same faces with track ids and smoothed probabilities and labels."
-        pairs = sorted(((box_iou(f.box, t['box']), i, tid) for i, f in enumerate(faces) for tid, t in self.tracks.items()), reverse=True)
-        got, used, out = {}, set(), []
-        for iou, i, tid in pairs:
-            if iou >= self.min_iou and i not in got and tid not in used: got[i] = tid; used.add(tid)
-        for i, f in enumerate(faces):
-            p = np.array([f.probs[c] for c in f.probs])
-            if i in got: tid = got[i]; p = self.alpha*p + (1 - self.alpha)*self.tracks[tid]['probs']
-            else: tid = self.next_id; self.next_id += 1
-            self.tracks[tid] = dict(box=f.box, probs=p, missed=0)
+        out = []
+        for f, tid in zip(faces, self.assign([f.box for f in faces])):
+            p, last = np.array([f.probs[c] for c in f.probs]), self.tracks[tid]['probs']
+            if last is not None: p = self.alpha*p + (1 - self.alpha)*last
+            self.tracks[tid]['probs'] = p
             probs = dict(zip(f.probs, map(float, p)))
             out.append(Face(f.box, max(probs, key=probs.get), probs, f.score, tid))
-        for tid in [t for t in self.tracks if t not in {o.track for o in out}]:
-            self.tracks[tid]['missed'] += 1
-            if self.tracks[tid]['missed'] > self.max_missed: del self.tracks[tid]
         return out
