@@ -11,9 +11,9 @@ Runs, each a fresh `fer-nb corpus` process into its own folder:
   ray-1      Ray Data on a cluster the command starts here, 1 worker of 1 CPU
   ray-2      the same, 2 workers of 1 CPU each
 For each: the whole command's time (Ray's start included), and the steady rate, from the first results written to the last
-(parts are written after every unit: --save-every 0). Memory: the summed RSS of the command and every process under it
-(Ray's raylet, object store and workers included; shared pages count once per process), sampled every 0.5 s, at the
-quarters of the run and its peak. Targets (issue #35): ray-1 within 15 % of local-1; ray-2 ≥ 1.7x ray-1; memory flat.
+(parts are written after every unit: --save-every 0). Memory: the summed PSS of the command and every process under it
+(Ray's raylet, object store and workers included; a shared page counts once), sampled every 0.5 s, at the quarters of
+the run and its peak. Targets (issue #35): ray-1 within 15 % of local-1; ray-2 ≥ 1.7x ray-1; memory flat.
 """
 import argparse, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -33,11 +33,11 @@ def make_corpus(root:Path, photos:int, video_seconds:int)->Path:
     for k in (1, 2): write_crowd_clip(root/'videos'/f'crowd{k}.mp4', frames=25*video_seconds, faces=3, fps=25)
     return root
 
-def tree_rss(proc:psutil.Process)->int:
-    "RSS of a process and all its descendants, in bytes."
+def tree_memory(proc:psutil.Process)->int:
+    "Memory of a process and all its descendants, in bytes: the sum of their PSS (a page shared by n processes counts 1/n in each)."
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try: total += p.memory_info().rss
+        try: total += p.memory_full_info().pss
         except psutil.Error: pass
     return total
 
@@ -46,7 +46,7 @@ def run(name:str, cmd:list, env:dict, out:Path)->dict:
     t0 = time.perf_counter(); p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps, mem = psutil.Process(p.pid), []
     while p.poll() is None:
-        try: mem.append((time.perf_counter() - t0, tree_rss(ps)))
+        try: mem.append((time.perf_counter() - t0, tree_memory(ps)))
         except psutil.Error: pass
         time.sleep(0.5)
     wall = time.perf_counter() - t0; err = p.stderr.read()
@@ -57,11 +57,11 @@ def run(name:str, cmd:list, env:dict, out:Path)->dict:
     first, last = parts[0].stat().st_mtime, parts[-1].stat().st_mtime
     later = t[t._t > first]   # what was written after the first part: the steady state, Ray's start and model loading excluded
     steady = (later.status == 'ok').sum()/max(last - first, 1e-9)
-    m = pd.DataFrame(mem, columns=['t', 'rss'])
-    q = [m[m.t >= f*wall].rss.iloc[0] if (m.t >= f*wall).any() else m.rss.iloc[-1] for f in (0.25, 0.5, 0.75)] if len(m) else [0, 0, 0]
+    m = pd.DataFrame(mem, columns=['t', 'mem'])
+    q = [m[m.t >= f*wall].mem.iloc[0] if (m.t >= f*wall).any() else m.mem.iloc[-1] for f in (0.25, 0.5, 0.75)] if len(m) else [0, 0, 0]
     return dict(run=name, seconds=round(wall, 1), faces=faces, frames=frames, faces_s=round(faces/wall, 1), frames_s=round(frames/wall, 1),
-                steady_faces_s=round(steady, 1), rss_q1_mb=round(q[0]/2**20), rss_q2_mb=round(q[1]/2**20), rss_q3_mb=round(q[2]/2**20),
-                rss_peak_mb=round(m.rss.max()/2**20) if len(m) else 0)
+                steady_faces_s=round(float(steady), 1), mem_q1_mb=round(q[0]/2**20), mem_q2_mb=round(q[1]/2**20), mem_q3_mb=round(q[2]/2**20),
+                mem_peak_mb=round(m.mem.max()/2**20) if len(m) else 0)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

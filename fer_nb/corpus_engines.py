@@ -170,6 +170,7 @@ def connect_ray(address:str|None, # host:port of a running cluster; None = start
     try: import ray, ray.data
     except ImportError: raise DataError("the ray engine needs Ray: pip install 'fer_nb[cluster]'") from None
     import logging
+    logging.getLogger('ray').setLevel(logging.ERROR)   # Ray's notes on starting (token authentication on, and such) are not the user's business
     if ray.is_initialized(): return False
     kw = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
     try:
@@ -194,7 +195,7 @@ def ray_engine(units:list, settings:dict, address:str|None=None, # a running clu
         actor = type('RayCorpusActor', (RayCorpusActor,), dict(settings=settings, threads=max(1, int(cpus_per_worker))))
         ds = ray.data.from_items([{'unit': json.dumps([asdict(i) for i in u])} for u in units])
         ds = ds.map_batches(actor, batch_size=1, batch_format='pyarrow', num_cpus=cpus_per_worker,
-                            compute=ray.data.ActorPoolStrategy(size=workers))
+                            compute=ray.data.ActorPoolStrategy(size=min(workers, len(units))))   # no actor without work
         yield from ds.iter_batches(batch_size=None, batch_format='pyarrow')
     finally:
         if started: ray.shutdown()

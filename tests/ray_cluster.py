@@ -10,7 +10,7 @@ Starts a head node and a worker node (separate raylets, one CPU each), then runs
   ray3: the driver itself is killed once the first results are written, then the same command is run again.
 Prints one JSON line: the nodes (id prefix → role) and each run's exit code, seconds and stderr tail.
 The checks on the output folders (WORK/ray1, ray2, ray3) are the test's."""
-import json, os, secrets, signal, subprocess, sys, time
+import json, os, secrets, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 
 work, checkpoint, inputs = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
@@ -20,9 +20,9 @@ subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)
 # Token authentication, as Ray 2.60 has by default for a cluster it starts; every process of this cluster shares the token.
 os.environ.update(RAY_AUTH_MODE='token', RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED='0')   # before Ray is imported
 env = dict(os.environ)
-temp = Path(os.environ.get('TMPDIR', '/tmp'))/f'rayt{os.getppid()}'   # short: Ray's socket paths must fit in 107 characters
+temp = tempfile.mkdtemp(prefix='rayt', dir='/tmp')   # short: Ray's socket paths must fit in 107 characters
 common = ['--node-ip-address', '127.0.0.1', '--num-cpus', '1', '--disable-usage-stats', '--temp-dir', str(temp)]
-report = {}
+report = {'temp_dir': temp}
 
 def ray(*args):
     r = subprocess.run([str(BIN/'ray'), *args], env=env, capture_output=True, text=True, timeout=180)

@@ -56,3 +56,13 @@ def test_settings_notebook(tmp_path, env):
     assert printed == make_config(recipe, check_files=False)
     import fer_nb.settings, fer_nb.train
     assert fer_nb.train.make_config is fer_nb.settings.make_config and fer_nb.train.DEFAULTS is fer_nb.settings.DEFAULTS
+
+def test_corpus_notebook_on_ray(tmp_path, env):
+    "The corpus chapter with papermill's parameters: the demo on the ray engine into a folder of the caller's, checked against the local engine."
+    pytest.importorskip('ray', reason="Ray is not installed (pip install 'fer_nb[cluster]')")
+    out = tmp_path/'results'
+    nb = _papermill('12_corpus', tmp_path/'corpus.ipynb', env, ('engine', 'ray'), ('out', out))
+    import pandas as pd
+    t = pd.read_parquet(out)
+    assert set(t.kind) == {'photo', 'video'} and t.worker.str.len().eq(12).all()   # Ray node ids, not 'local'
+    assert "['local']" in _text(nb)                                                   # the twin run: the local engine
