@@ -28,7 +28,7 @@ from fer_nb.synthetic import group_photo, jpeg_bytes, sample_frame, sample_photo
 from common import bench_args
 
 VENV = Path(os.environ.get('FER_NB_FER_VENV', Path.home()/'.cache'/'fer_nb'/'fer-venv'))
-FER_RUNTIME = ['tensorflow-cpu==2.21.0', 'opencv-python-headless<5', 'pandas', 'requests', 'pillow', 'matplotlib']
+FER_RUNTIME = ['tensorflow-cpu==2.21.0', 'opencv-python-headless<5', 'pandas', 'requests', 'pillow', 'matplotlib', 'moviepy==1.0.3']   # fer imports moviepy.editor (gone in moviepy 2)
 
 def fer_python()->tuple:
     "(the venv's python, None) once `fer` imports there; (None, why) when it cannot be made."

@@ -2,7 +2,7 @@
 
 # %% ../nbs/10_apps.ipynb #c000000f
 from __future__ import annotations
-import base64, csv, glob, html, io, json, os, sys, time
+import argparse, base64, csv, glob, html, io, json, os, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +14,37 @@ from .faces import DETECTORS
 from .predict import COLORS, RUNTIMES, FaceTracker, Predictor, annotate, overlay, sample_path
 
 # %% auto #0
-__all__ = ['process_video', 'expand_inputs', 'predict_each', 'results_frame', 'batch_summary', 'predict_many', 'face_table',
-           'results_json', 'explain_picture', 'add_model_options', 'add_cli', 'result_html', 'error_html',
+__all__ = ['KeyFrames', 'process_video', 'expand_inputs', 'predict_each', 'results_frame', 'batch_summary', 'predict_many',
+           'face_table', 'results_json', 'explain_picture', 'add_model_options', 'add_cli', 'result_html', 'error_html',
            'explain_uploaded', 'classify_uploads', 'show_html', 'make_demo_widget']
+
+# %% ../nbs/10_apps.ipynb #keyfr001
+class KeyFrames:
+    "Which video frames to analyse: every n-th, or (auto) each frame whose picture changed since the last analysed one, at least every `max_gap`-th."
+    def __init__(self, every:int|str='auto', # n, or 'auto'
+                 max_gap:int=3, # auto: frames between analyses at most (3 at 25 frames/s: 120 ms)
+                 threshold:float=2.0 # auto: mean gray-level change of a 64×36 thumbnail that counts as a new picture
+                ):
+        if every != 'auto' and not (isinstance(every, int) and every >= 1): raise DataError(f"every must be a whole number of frames ≥ 1 or 'auto', got {every!r}")
+        self.every, self.max_gap, self.threshold, self.last_n, self.last = every, max_gap, threshold, None, None
+
+    def __call__(self, n:int, # the frame's number
+                 bgr:np.ndarray # the frame (BGR, as OpenCV reads it)
+                )->bool:
+        "True when frame n should be analysed (faces found and classified)."
+        if self.every != 'auto': return n % self.every == 0
+        import cv2
+        thumb = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (64, 36), interpolation=cv2.INTER_AREA).astype(np.int16)
+        due = self.last is None or n - self.last_n >= self.max_gap or np.abs(thumb - self.last).mean() > self.threshold
+        if due: self.last, self.last_n = thumb, n
+        return due
 
 # %% ../nbs/10_apps.ipynb #b6d9d42b
 def process_video(src, # input video file
                   out=None, # annotated video to write (.mp4); None = none
                   csv_path=None, # per-frame table to write; None = none
                   predictor:Predictor|None=None, # None = Predictor.load()
-                  every:int=1, # classify every n-th frame (others reuse the last faces)
+                  every:int|str='auto', # find and classify faces every n-th frame (others reuse the last faces); auto: when the picture changes, at least every 3rd
                   max_frames:int|None=None, # stop after this many frames
                   tracker:FaceTracker|None=None # None = a new FaceTracker()
                  )->dict:
@@ -33,24 +54,23 @@ def process_video(src, # input video file
     if not src.is_file(): raise DataError(f"{src}: video file not found")
     cap = cv2.VideoCapture(str(src))
     if not cap.isOpened(): raise DataError(f"{src}: not a video OpenCV can read")
-    predictor, tracker = predictor or Predictor.load(), tracker or FaceTracker()
+    predictor, tracker, due = predictor or Predictor.load(), tracker or FaceTracker(), KeyFrames(every)
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer, rows, faces, n, t0 = None, [], [], 0, time.perf_counter()
     try:
         while max_frames is None or n < max_frames:
             ok, bgr = cap.read()
             if not ok: break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            if n % every == 0: faces = tracker.update(predictor.predict(rgb, detect='always'))
+            if due(n, bgr): faces = tracker.update(predictor.predict(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), detect='always'))
             for i, f in enumerate(faces):
                 rows.append(dict(frame=n, time_s=round(n/fps_in, 3), face=i + 1, track=f.track, x=f.box[0], y=f.box[1], w=f.box[2], h=f.box[3],
                                  label=f.label, confidence=round(f.confidence, 4), **{k: round(v, 4) for k, v in f.probs.items()}))
             if out is not None:
                 if writer is None:
                     Path(out).parent.mkdir(parents=True, exist_ok=True)
-                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*'mp4v'), fps_in, (rgb.shape[1], rgb.shape[0]))
+                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*'mp4v'), fps_in, (bgr.shape[1], bgr.shape[0]))
                     if not writer.isOpened(): raise DataError(f"{out}: cannot write a video there")
-                writer.write(cv2.cvtColor(np.asarray(annotate(rgb, faces)), cv2.COLOR_RGB2BGR))
+                writer.write(cv2.cvtColor(np.asarray(annotate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), faces)), cv2.COLOR_RGB2BGR))
             n += 1
     finally:
         cap.release()
@@ -215,6 +235,14 @@ def add_model_options(parser, # an argparse (sub)parser
     parser.add_argument('--runtime', default='auto', choices=RUNTIMES, help='model runtime (auto: ONNX Runtime on CPU when installed)')
     return parser
 
+def _every(v:str):
+    "--every's value: 'auto' or a whole number ≥ 1."
+    if v == 'auto': return v
+    try: n = int(v)
+    except ValueError: n = 0
+    if n < 1: raise argparse.ArgumentTypeError(f"{v!r}: a whole number of frames ≥ 1, or auto")
+    return n
+
 def add_cli(sub):
     "Add `fer-nb predict` and `video` to the CLI."
     p = add_model_options(sub.add_parser('predict', help='find the faces in photos and classify their expressions'))
@@ -230,7 +258,7 @@ def add_cli(sub):
     v.add_argument('video', metavar='IN.mp4')
     v.add_argument('--out', metavar='OUT.mp4', help='annotated video to write')
     v.add_argument('--csv', metavar='OUT.csv', help='per-frame table of faces to write')
-    v.add_argument('--every', type=int, default=1, help='classify every n-th frame')
+    v.add_argument('--every', type=_every, default='auto', metavar='N|auto', help='find and classify faces every N-th frame; auto (default): when the picture changes, at least every 3rd')
     v.add_argument('--max-frames', type=int, help='stop after this many frames')
     v.set_defaults(func=_video_cmd)
 

@@ -50,6 +50,15 @@ def test_grid_of_small_faces(astronaut):
     assert len(find_faces(grid)) >= 27
     assert len(find_faces(grid, 'haar')) == 0           # the pitfall YuNet fixes
 
+@pytest.mark.parametrize('side', [24, 30, 40])
+def test_small_faces_in_a_photo(astronaut, side):
+    "Faces of 24 px and up in a 640x480 photo: ONNX Runtime's YuNet (the default) finds every one OpenCV's finds, at the same places."
+    from fer_nb.faces import YuNetDetector
+    photo = face_grid(astronaut, n_cols=6, n_rows=4, face=side, size=(640, 480))
+    by_ort, by_cv = (find_faces(photo, YuNetDetector(runtime=r)) for r in ('onnx', 'opencv'))
+    assert len(by_ort) == len(by_cv) == 24, (side, len(by_ort), len(by_cv))     # all 24 (measured 2026-12-07: 24 and 24 at every side)
+    assert max(np.abs(np.array(a.box) - b.box).max() for a, b in zip(by_ort, by_cv)) <= 1
+
 def test_tiny_images_hold_no_face():
     for shape in [(1, 1, 3), (1, 1), (15, 15, 3), (8, 200, 3)]:
         assert find_faces(np.zeros(shape, np.uint8)) == []
