@@ -8,7 +8,8 @@ Photos (JPEG bytes, decoded on every run as an upload would be): a 640x480 photo
 head at that size). fer_nb (`Predictor.predict`) and `fer` (`FER().detect_emotions`, its default Haar detector and Keras
 model) take turns: each round times every photo `--runs` times on one, then on the other, after 3 warm-ups each; the
 medians over all rounds give the ratios (fer's ms / fer_nb's ms, so higher is better for fer_nb). Then a 640x360 clip with
-six moving heads through fer_nb's video path (`process_video`: tracking, no writing): frames/s.
+six moving heads through fer_nb's video path (`process_video`: tracking, no writing): frames/s, with the default
+key frames (every='auto') and with every frame analysed.
 
 `fer` runs in a virtual environment of its own that this bench makes once (~/.cache/fer_nb/fer-venv: tensorflow-cpu and
 fer's other runtime needs, then `pip install --no-deps fer`), never in the project's. Where that cannot be installed the
@@ -28,13 +29,15 @@ from fer_nb.synthetic import group_photo, jpeg_bytes, sample_frame, sample_photo
 from common import bench_args
 
 VENV = Path(os.environ.get('FER_NB_FER_VENV', Path.home()/'.cache'/'fer_nb'/'fer-venv'))
-FER_RUNTIME = ['tensorflow-cpu==2.21.0', 'opencv-python-headless<5', 'pandas', 'requests', 'pillow', 'matplotlib', 'moviepy==1.0.3']   # fer imports moviepy.editor (gone in moviepy 2)
+FER_RUNTIME = ['tensorflow-cpu==2.21.0', 'tf-keras==2.21.0', 'opencv-python-headless<5', 'pandas', 'requests', 'pillow', 'matplotlib', 'moviepy==1.0.3']   # fer imports moviepy.editor (gone in moviepy 2)
+# fer runs on Keras 2 (tf-keras, TF_USE_LEGACY_KERAS=1): its per-face predict() is faster there than on Keras 3 (100 against 119 ms on 640x480, 2026-12-07)
+FER_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', TF_USE_LEGACY_KERAS='1')
 
 def fer_python()->tuple:
     "(the venv's python, None) once `fer` imports there; (None, why) when it cannot be made."
     py = VENV/'bin'/'python'
     check = lambda: subprocess.run([str(py), '-c', 'import fer.fer'], capture_output=True, text=True,
-                                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'), timeout=300)
+                                   env=FER_ENV, timeout=300)
     if py.exists() and check().returncode == 0: return py, None
     print(f"making {VENV} for the fer package (once)…", flush=True)
     steps = [[sys.executable, '-m', 'venv', str(VENV)],   # from the project's venv: a fresh venv on the same base Python
@@ -78,8 +81,10 @@ def times(f, runs:int)->list:
 
 def main():
     a = bench_args(__doc__, runs=20, extra=lambda ap: (ap.add_argument('--rounds', type=int, default=2, help='turns each (default 2)'),
-                                                         ap.add_argument('--no-fer', action='store_true', help='time fer_nb alone')))
-    pred = Predictor.load(a.checkpoint, runtime=a.runtime)
+                                                         ap.add_argument('--no-fer', action='store_true', help='time fer_nb alone'),
+                                                         ap.add_argument('--yunet', default='auto', help="YuNet's runtime: auto | onnx | opencv (the one before issue #36)")))
+    from fer_nb.faces import YuNetDetector
+    pred = Predictor.load(a.checkpoint, runtime=a.runtime, detector=YuNetDetector(runtime=a.yunet))
     photos = {'640x480, 1 face': jpeg_bytes(sample_frame(640)), 'group 1200x630, 6 faces': jpeg_bytes(group_photo()[0]), 'portrait 281x381': portrait()}
     py, why = (None, 'asked not to (--no-fer)') if a.no_fer else fer_python()
     tmp = Path(tempfile.mkdtemp()); files = {}
@@ -87,7 +92,7 @@ def main():
     server = None
     if py:
         server = subprocess.Popen([str(py), '-c', FER_SERVER, str(a.threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                  stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+                                  stderr=subprocess.DEVNULL, env=FER_ENV)
         if server.stdout.readline().strip() != 'ready': server, why = None, 'the fer server did not start'
     if why: print(f"(fer skipped: {why})")
     ours, theirs, found = {k: [] for k in photos}, {k: [] for k in photos}, {}
@@ -107,7 +112,8 @@ def main():
         print(f"{k:26s} {m:10.1f} {found[k][0]:6d} {t:10.1f} {found[k][1] if len(found[k]) > 1 else -1:6d} {t/m:7.2f}x")
     clip = write_crowd_clip(tmp/'crowd.mp4', frames=150, faces=6, fps=25)
     process_video(clip, predictor=pred, max_frames=10)
-    v = process_video(clip, predictor=pred)
-    print(f"video 640x360, 6 faces: {v['fps']:.1f} frames/s ({v['faces']} faces in {v['frames']} frames, {v['tracks']} tracks)")
+    for every in ('auto', 1):
+        v = process_video(clip, predictor=pred, every=every)
+        print(f"video 640x360, 6 faces, every={every}: {v['fps']:.1f} frames/s ({v['faces']} faces in {v['frames']} frames, {v['tracks']} tracks)")
 
 if __name__ == '__main__': main()
