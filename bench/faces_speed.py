@@ -7,7 +7,8 @@ a 1200×630 group photo of six astronauts (sizes and tilts vary), a 960×800 gri
 (4000×3000) upscale. Per detector: faces found and median ms per photo through `Predictor.predict` (decode, detect, align,
 classify), and the same for the `fer` package (Haar + its Keras model) when a Python with `fer` installed is given with
 --fer-python (a scratch venv: `pip install fer tensorflow-cpu`; never a fer_nb dependency). Then a 640×360 clip with six moving faces through `process_video` (tracking, annotation, mp4 writing): frames/s."""
-import statistics, sys, tempfile, time
+import os, statistics, sys, tempfile, time
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')   # torch's threads sleep after MTCNN instead of spinning on the cores the next detector needs
 from pathlib import Path
 
 from PIL import Image
