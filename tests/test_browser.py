@@ -190,6 +190,26 @@ def test_light_page_labels_the_astronaut(browser, server):
     assert weight <= PAGE_BUDGET, f'the light page loads {weight} bytes'
 
 @needs_model
+def test_light_page_photo_chosen_before_its_script_ran(browser, server):
+    "A visitor who chooses the photo as soon as the input shows, before app.js has run (held back here), still gets the label."
+    page = browser.new_page(viewport={'width': 360, 'height': 740}); page.set_default_timeout(60_000)
+    held = []
+    page.route('**/static/app.js', lambda route: held.append(route))      # the script waits until the photo is chosen
+    try:
+        page.goto(server[0], wait_until='commit')            # a deferred script holds DOMContentLoaded back: wait for the input only
+        page.wait_for_selector('input[type=file]#photo', state='attached')
+        page.set_input_files('input[type=file]#photo', str(sample_path()))
+        assert page.evaluate("document.documentElement.dataset.ready") is None     # chosen before the page was wired
+        for _ in range(100):
+            if held: break
+            page.wait_for_timeout(50)
+        held[0].continue_()
+        shown = page.locator('.fer-label, .fer-error').first
+        shown.wait_for(state='visible', timeout=120_000)
+        assert shown.inner_text() == 'happiness'
+    finally: page.close()
+
+@needs_model
 def test_light_page_bad_file_then_good_file(browser, server, tmp_path):
     "Not an image, then too large: one line each; the astronaut after them gets its label."
     (tmp_path/'notes.png').write_bytes(b'these are notes, not a photo')

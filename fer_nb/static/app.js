@@ -162,7 +162,7 @@
       const [x, y, w, h] = f.box.map((v) => v * s);
       if (maps) { ctx.globalAlpha = 0.45; ctx.drawImage(heatCanvas(maps, i), x, y, w, h); ctx.globalAlpha = 1; }
       ctx.lineWidth = line; ctx.strokeStyle = color(f.label); ctx.strokeRect(x, y, w, h);
-      const tag = `${i + 1} ${f.label}`;
+      const tag = `${i + 1}`;                 // the number only: at phone width labels of neighbours overlapped; each card below says it
       ctx.font = `600 ${font}px system-ui, sans-serif`;
       const tw = ctx.measureText(tag).width + font * 0.6, th = font * 1.35, ty = y >= th ? y - th : y + h;
       ctx.fillStyle = color(f.label); ctx.fillRect(x - line / 2, ty, tw, th);
@@ -298,6 +298,9 @@
     $('snap').addEventListener('click', snap);
     window.addEventListener('resize', debounce(draw, 150));
     cameraOffer();
+    // a photo chosen before this script ran (a slow network, a quick hand) fired its 'change' before anyone listened
+    const early = input.files && input.files[0];
+    if (early) { input.value = ''; onFile(early); }
     document.documentElement.dataset.ready = 'yes';     // usable from here on (the tests and bench/app_load.py wait for it)
   }
   init();
