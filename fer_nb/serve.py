@@ -454,7 +454,10 @@ class QrPage(tornado.web.RequestHandler):
     def initialize(self, share_url:str|None=None): self.share_url = share_url
     def get(self):
         url = self.page_url()
-        page = (static_dir()/'qr.html').read_text().replace('{{url}}', html.escape(url)).replace('{{svg}}', qr_svg(url))
+        local = urllib.parse.urlsplit(url).hostname in ('localhost', '127.0.0.1', '::1')
+        warning = ('<p class="fer-error">⚠ This server listens on this machine only: a phone cannot open this address. '
+                   'Restart it with <code>fer-nb serve --host 0.0.0.0</code> to let a room in.</p>') if local else ''
+        page = (static_dir()/'qr.html').read_text().replace('{{url}}', html.escape(url)).replace('{{svg}}', qr_svg(url)).replace('{{warning}}', warning)
         self.set_header('Content-Security-Policy', PAGE_POLICY); self.set_header('Cache-Control', 'no-cache')
         self.finish(page)
 
@@ -673,7 +676,7 @@ def serve_banner(host:str, # the address the server listens on
                 )->str:
     "What `fer-nb serve` prints once it is ready: the URL to open, and for a room every address and a QR code."
     urls, here = public_urls(host, port, scheme), f'{scheme}://localhost:{port}/'
-    if host in LOOPBACK: lines = [f"open {urls[0]}  (this machine only: --host 0.0.0.0 lets a room in)"]
+    if host in LOOPBACK: lines = [f"open {urls[0]}  (this machine only: a phone cannot open it; fer-nb serve --host 0.0.0.0 lets a room in)"]
     else: lines = [f"a room opens {urls[0]}" + (f"  (or {', '.join(urls[1:])})" if urls[1:] else ''), terminal_qr(urls[0], unicode=_prints('▀▄█'))]
     pages = [f"{here}qr shows the QR code big"] + ([f"{here}room the room's expressions"] if room else [])
     lines += ['for the presenter: ' + '; '.join(pages), f"the notebook app ({app_notebook()}) is at {here}notebook/, the API at {here}v1/predict"]

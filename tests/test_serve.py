@@ -198,6 +198,8 @@ def test_qr_page_shows_the_url_it_was_opened_at(server):
     url = server[0]
     status, page, headers = get(url + 'qr')
     assert status == 200 and '<svg' in page and f'<p class="qr-url">{url}</p>' in page and "default-src 'self'" in headers['Content-Security-Policy']
+    # the test server listens on this machine only: the page says a phone cannot open that address, and the fix
+    assert 'a phone cannot open this address' in page and 'fer-nb serve --host 0.0.0.0' in page, page
 
 def test_notebook_app_moved_to_notebook(server):
     "The Voila app answers at /notebook/ (and /notebook sends there); Voila's own files come from under it."
