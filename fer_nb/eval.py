@@ -27,7 +27,8 @@ __all__ = ['FORMATS', 'PUBLISHED_SPLITS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE
            'align_classes', 'EvalResult', 'dataset_name', 'evaluate', 'plot_confusion', 'plot_per_class',
            'plot_mistakes', 'save_figures', 'card_path', 'eval_key', 'read_card', 'learned_from', 'write_card',
            'compare', 'markdown_table', 'card_row', 'shipped_cards', 'results_table', 'replace_between',
-           'write_readme_table', 'usual_prior', 'run_eval', 'network_words', 'describe_models', 'add_cli']
+           'write_readme_table', 'usual_prior', 'run_eval', 'network_words', 'weak_classes', 'describe_models',
+           'add_cli']
 
 # %% ../nbs/03_eval.ipynb #30f40214
 FORMATS = ('ferplus', 'fer2013', 'folders', 'photos', 'rafdb', 'affectnet', 'expw')
@@ -602,6 +603,14 @@ def network_words(arch:dict)->str:
     members = (arch.get('kwargs') or {}).get('members') if arch.get('name') == 'ensemble' else None
     return ' + '.join(network_words(m) for m in members) if members else f"{arch.get('name')} at {arch.get('in_size')} px"
 
+def weak_classes(card:dict, # a model's card
+                 key:str='kdef/all', # the evaluation to read
+                 below:float=0.5 # recall under this is weak
+                )->dict:
+    "{class: recall} for the classes the model recalls under `below` in one of its card's evaluations (KDEF: posed photos)."
+    per_class = card.get('evaluations', {}).get(key, {}).get('per_class', {})
+    return {c: round(m['recall'], 3) for c, m in per_class.items() if m.get('recall', 1.0) < below}
+
 def describe_models()->list:
     "Every shipped model, the default first, from its card: name, file, whether it is the default, network, size, headline numbers, what it learned from."
     files, rows = shipped_models(), []
@@ -611,7 +620,7 @@ def describe_models()->list:
         rows.append(dict(name=name, file=str(files[name]), default=i == 0,
                          model=network_words(card['model']), size_mb=card.get('size', {}).get('file_mb'),
                          ferplus_test=pct('ferplus/test', 'accuracy'), kdef=pct('kdef/all', 'accuracy'),
-                         ms_per_face=latency.get('onnxruntime_ms_per_face_batch1'),
+                         ms_per_face=latency.get('onnxruntime_ms_per_face_batch1'), weak_on_kdef=weak_classes(card),
                          learned_from=card.get('learned_from', 'not recorded on its card')))
     return rows
 
@@ -620,7 +629,9 @@ def _models_cmd(args)->int:
     if args.json: print(json.dumps(rows)); return 0
     for r in rows:
         numbers = ', '.join(f'{k} {v}' for k, v in (('FER+ test', r['ferplus_test']), ('KDEF', r['kdef']), ('ms per face', r['ms_per_face'])) if v is not None)
-        print(f"{r['name']}{' (the default)' if r['default'] else ''}: {r['file']}, {r['model']}, {r['size_mb']} MB; {numbers}\n  learned from: {r['learned_from']}")
+        weak = ', '.join(f"{c} ({v:.0%} recall)" for c, v in r['weak_on_kdef'].items())
+        print(f"{r['name']}{' (the default)' if r['default'] else ''}: {r['file']}, {r['model']}, {r['size_mb']} MB; {numbers}\n  learned from: {r['learned_from']}"
+              + (f"\n  weak on posed photos (KDEF, under 50 % recall): {weak}; trust {'that label' if len(r['weak_on_kdef']) == 1 else 'those labels'} less" if weak else ''))
     return 0
 
 def add_cli(sub):
