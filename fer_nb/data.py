@@ -15,12 +15,13 @@ except ImportError: pass
 # %% auto #0
 __all__ = ['CLASSES', 'CONTEMPT', 'LABEL_MODES', 'FERPLUS_VOTES', 'VOTE_COLUMNS', 'FERPLUS_SPLITS', 'FACE_SIZE', 'PRIORS',
            'MAX_PIXELS', 'FERPLUS_TO_OURS', 'USAGE_TO_SPLIT', 'FOLDER_ALIASES', 'ALIAS_TO_CLASS', 'IMAGE_EXTS',
-           'SPLIT_NAMES', 'RAFDB_LABELS', 'RAFDB_LIST', 'RAFDB_IMAGES', 'AFFECTNET_LABELS', 'AFFECTNET_LISTS',
-           'AFFECTNET_COLUMNS', 'FerError', 'DataError', 'class_names', 'project_root', 'find_file', 'ferplus_dir',
-           'cache_dir', 'load_image', 'to_gray', 'square_box', 'box_transform', 'warp_crop', 'face_crop', 'FaceSet',
-           'check_mode', 'process_votes', 'ferplus_to_classes', 'load_ferplus', 'load_fer2013_csv', 'load_image_folder',
-           'class_names_for', 'load_rafdb', 'load_affectnet', 'concat', 'ferplus_summary', 'add_checkpoint_option',
-           'add_prior_option', 'add_cli', 'plot_class_balance', 'show_faces']
+           'SPLIT_NAMES', 'RAFDB_LABELS', 'RAFDB_LIST', 'RAFDB_IMAGES', 'RAFDB_SHARED', 'AFFECTNET_LABELS',
+           'AFFECTNET_LISTS', 'AFFECTNET_COLUMNS', 'AFFECTNET_YOLO_LABELS', 'FerError', 'DataError', 'class_names',
+           'project_root', 'find_file', 'ferplus_dir', 'cache_dir', 'load_image', 'to_gray', 'square_box',
+           'box_transform', 'warp_crop', 'face_crop', 'FaceSet', 'check_mode', 'process_votes', 'ferplus_to_classes',
+           'load_ferplus', 'load_fer2013_csv', 'load_image_folder', 'class_names_for', 'load_rafdb', 'load_affectnet',
+           'concat', 'ferplus_summary', 'add_checkpoint_option', 'add_prior_option', 'add_cli', 'plot_class_balance',
+           'show_faces']
 
 # %% ../nbs/00_data.ipynb #bbd757d7
 CLASSES = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise', 'neutral')
@@ -519,21 +520,46 @@ def _read_rafdb_list(path:Path)->pd.DataFrame:
     return pd.DataFrame(rows, columns=['name', 'code'])
 
 # %% ../nbs/00_data.ipynb #be5244ed
-def load_rafdb(root, # RAF-DB's basic/ folder, or the folder above it
+RAFDB_SHARED = 'DATASET/{train,test}/{1..7}/*_aligned.jpg with train_labels.csv and test_labels.csv (columns image, label)'
+
+def _rafdb_shared(root:Path)->pd.DataFrame|None:
+    "name, code, split, path of every face in the widely shared RAF-DB copy (RAFDB_SHARED), or None when root is not one."
+    if not root.is_dir(): return None
+    base = next((b for b in [root, *sorted(d for d in root.iterdir() if d.is_dir())]
+                 if (b/'DATASET').is_dir() and any((b/f'{s}_labels.csv').is_file() for s in ('train', 'test'))), None)
+    if base is None: return None
+    rows = []
+    for split in ('train', 'test'):
+        f = base/f'{split}_labels.csv'
+        if not f.is_file(): continue
+        t = pd.read_csv(f)
+        if not {'image', 'label'} <= set(t.columns): raise DataError(f"{f}: expected columns image and label, found {', '.join(map(str, t.columns))}")
+        bad = t[~t.label.isin(list(RAFDB_LABELS))]
+        if len(bad): raise DataError(f"{f}: {bad.image.iat[0]} has label {str(bad.label.iat[0])!r}, not one of RAF-DB's 1-7")
+        rows += [(n, int(c), split, base/'DATASET'/split/str(int(c))/n) for n, c in zip(t.image, t.label)]
+    out = pd.DataFrame(rows, columns=['name', 'code', 'split', 'path'])
+    out.attrs['sources'] = [base/'DATASET', *[f for f in (base/'train_labels.csv', base/'test_labels.csv') if f.is_file()]]   # what the cache key follows
+    return out
+
+def load_rafdb(root, # RAF-DB's basic/ folder or the folder above it; or the shared copy (DATASET/ with train_labels.csv, test_labels.csv)
                split:str|None=None, # train or test (from the file names); None = both
                cache=None, # cache folder (default: cache_dir())
                use_cache:bool=True # False: always decode the images
               )->FaceSet:
     "Load RAF-DB basic (aligned faces + list_patition_label.txt) into a FaceSet, labels in our class order."
     if split not in (None, 'train', 'test'): raise DataError(f"RAF-DB has splits train and test, not {split!r}")
-    base = _layout(Path(root), 'RAF-DB basic', [RAFDB_LIST, RAFDB_IMAGES], 'EmoLabel/list_patition_label.txt and Image/aligned/*_aligned.jpg')
-    labels = _read_rafdb_list(base/RAFDB_LIST)
-    files = [base/RAFDB_IMAGES/name.replace('.jpg', '_aligned.jpg') for name in labels.name]
-    arr = _cached(f'rafdb-{_fingerprint(base/RAFDB_LIST, base/RAFDB_IMAGES)}',
+    labels = _rafdb_shared(Path(root))
+    if labels is None:   # the official layout
+        base = _layout(Path(root), 'RAF-DB basic', [RAFDB_LIST, RAFDB_IMAGES], f'EmoLabel/list_patition_label.txt and Image/aligned/*_aligned.jpg, or {RAFDB_SHARED}')
+        labels = _read_rafdb_list(base/RAFDB_LIST)
+        labels = labels.assign(split=np.where(labels.name.str.startswith('test'), 'test', 'train'),
+                               path=[base/RAFDB_IMAGES/name.replace('.jpg', '_aligned.jpg') for name in labels.name])
+        labels.attrs['sources'] = [base/RAFDB_LIST, base/RAFDB_IMAGES]
+    files = list(labels.path)
+    arr = _cached(f'rafdb-{_fingerprint(*labels.attrs["sources"])}',
                   lambda: dict(zip(('images', 'rows', 'found'), _read_faces(files, list(labels.name), 'RAF-DB'))), cache, use_cache)
     kept = labels.iloc[arr['rows']].reset_index(drop=True)
-    meta = pd.DataFrame({'source': 'rafdb', 'split': np.where(kept.name.str.startswith('test'), 'test', 'train'), 'name': kept.name,
-                         'label_name': kept.code.map(RAFDB_LABELS)})
+    meta = pd.DataFrame({'source': 'rafdb', 'split': kept.split, 'name': kept.name, 'label_name': kept.code.map(RAFDB_LABELS)})
     meta['label'] = [CLASSES.index(c) for c in meta.label_name]
     faceset = FaceSet(arr['images'], meta[['source', 'split', 'name', 'label', 'label_name']], CLASSES)
     return faceset if split is None else faceset[(faceset.meta.split == split).to_numpy()]
@@ -543,8 +569,34 @@ AFFECTNET_LABELS = {0: 'neutral', 1: 'happiness', 2: 'sadness', 3: 'surprise', 4
 AFFECTNET_LISTS = {'train': 'training.csv', 'valid': 'validation.csv'}
 AFFECTNET_COLUMNS = ('subDirectory_filePath', 'face_x', 'face_y', 'face_width', 'face_height', 'expression')
 
-def load_affectnet(root, # the AffectNet folder (with Manually_Annotated_file_lists/ and Manually_Annotated_Images/)
-                   split:str='train', # train (training.csv) or valid (validation.csv)
+AFFECTNET_YOLO_LABELS = {0: 'anger', 1: 'contempt', 2: 'disgust', 3: 'fear', 4: 'happiness', 5: 'neutral', 6: 'sadness', 7: 'surprise'}
+
+def _affectnet_yolo(root:Path, split:str)->pd.DataFrame|None:
+    "path, expression, box (centre x, centre y, width, height, as fractions) of one split of AffectNet's YOLO_format copy; None when root is not one."
+    cands = [root, root/'YOLO_format', *sorted(d for d in root.iterdir() if d.is_dir())] if root.is_dir() else []
+    splits = lambda b: [s for s in ('train', 'valid', 'test') if (b/s/'images').is_dir() and (b/s/'labels').is_dir()]
+    base = next((b for b in cands if splits(b)), None)
+    if base is None: return None
+    if split not in splits(base): raise DataError(f"{base} (AffectNet, YOLO_format) has splits {', '.join(splits(base))}, not {split!r}")
+    rows = []
+    for img in sorted((base/split/'images').iterdir()):
+        label = base/split/'labels'/f'{img.stem}.txt'
+        if img.suffix.lower() not in IMAGE_EXTS or not label.is_file(): continue
+        parts = label.read_text().split()
+        if len(parts) < 5 or not parts[0].isdigit() or int(parts[0]) not in AFFECTNET_YOLO_LABELS:
+            raise DataError(f"{label}: expected 'class x y w h' with a class 0-7, found {label.read_text().strip()[:60]!r}")
+        rows.append((img, f'{split}/images/{img.name}', AFFECTNET_YOLO_LABELS[int(parts[0])], tuple(map(float, parts[1:5]))))
+    out = pd.DataFrame(rows, columns=['path', 'name', 'label_name', 'box'])
+    out.attrs['sources'] = [base/split/'images', base/split/'labels']
+    return out
+
+def _yolo_crop(job, margin:float)->np.ndarray:
+    "The face crop of (image path, YOLO box as fractions of the picture)."
+    im = load_image(job[0]); W, H = im.size; cx, cy, w, h = job[1]
+    return face_crop(im, ((cx - w/2)*W, (cy - h/2)*H, w*W, h*H), margin=margin)
+
+def load_affectnet(root, # the AffectNet folder (Manually_Annotated_file_lists/ and Manually_Annotated_Images/), or its YOLO_format copy
+                   split:str='train', # train (training.csv) or valid (validation.csv); the YOLO_format copy has test too
                    classes:int=7, # 7 drops contempt, 8 keeps it
                    margin:float=0.0, # widen each face box by this fraction on each side
                    cache=None, # cache folder (default: cache_dir())
@@ -552,6 +604,17 @@ def load_affectnet(root, # the AffectNet folder (with Manually_Annotated_file_li
                   )->FaceSet:
     "Load one AffectNet list (paths, face boxes, expression ids) into a FaceSet; non-expressions (8–10) are dropped."
     names = class_names(classes)
+    yolo = _affectnet_yolo(Path(root), split)
+    if yolo is not None:   # the YOLO_format copy: {train,valid,test}/{images,labels}, a class per labels/*.txt
+        yolo = yolo[yolo.label_name.isin(names)].reset_index(drop=True)
+        jobs = list(zip(yolo.path, yolo.box))
+        arr = _cached(f'affectnet-yolo-{split}-{margin}-{len(names)}-{_fingerprint(*yolo.attrs["sources"])}',
+                      lambda: dict(zip(('images', 'rows', 'found'), _read_faces(jobs, list(yolo.name), f'AffectNet {split}', lambda j: _yolo_crop(j, margin)))),
+                      cache, use_cache)
+        kept = yolo.iloc[arr['rows']].reset_index(drop=True)
+        meta = pd.DataFrame({'source': 'affectnet', 'split': split, 'name': kept.name, 'label_name': kept.label_name})
+        meta['label'] = [names.index(c) for c in meta.label_name]
+        return FaceSet(arr['images'], meta[['source', 'split', 'name', 'label', 'label_name']], names)
     if split not in AFFECTNET_LISTS: raise DataError(f"AffectNet has splits train and valid, not {split!r}")
     listing = f'Manually_Annotated_file_lists/{AFFECTNET_LISTS[split]}'
     base = _layout(Path(root), 'AffectNet', [listing, 'Manually_Annotated_Images'], f'{listing} and Manually_Annotated_Images/')
@@ -561,7 +624,7 @@ def load_affectnet(root, # the AffectNet folder (with Manually_Annotated_file_li
     table = table[table.expression.isin([k for k, c in AFFECTNET_LABELS.items() if c in names])].reset_index(drop=True)
     boxes = table[['face_x', 'face_y', 'face_width', 'face_height']].to_numpy(np.float64)
     jobs = [(base/'Manually_Annotated_Images'/p, tuple(b)) for p, b in zip(table.subDirectory_filePath, boxes)]
-    arr = _cached(f'affectnet-{split}-{margin}-{_fingerprint(base/listing)}',
+    arr = _cached(f'affectnet-{split}-{margin}-{len(names)}-{_fingerprint(base/listing)}',   # 7 or 8 classes: other rows
                   lambda: dict(zip(('images', 'rows', 'found'), _read_faces(jobs, list(table.subDirectory_filePath), f'AffectNet {split}',
                                                                           lambda job: face_crop(load_image(job[0]), job[1], margin=margin)))), cache, use_cache)
     kept = table.iloc[arr['rows']].reset_index(drop=True)

@@ -10,10 +10,11 @@ import pandas as pd
 from PIL import Image
 
 # %% auto #0
-__all__ = ['VOTE_ROWS', 'BANDS', 'RAFDB_CODES', 'AFFECTNET_CODES', 'AFFECTNET_HEADER', 'ASTRONAUT_FACE', 'make_tiny_ferplus',
-           'make_ferplus_split', 'write_fer2013_csv', 'make_folder_tree', 'make_folder_set', 'sample_photo',
-           'sample_frame', 'make_photo_folder', 'group_photo', 'face_grid', 'write_crowd_clip', 'make_rafdb_tree',
-           'make_affectnet_tree', 'make_expw_tree', 'upload', 'png_bytes', 'jpeg_bytes', 'write_clip']
+__all__ = ['VOTE_ROWS', 'BANDS', 'RAFDB_CODES', 'AFFECTNET_CODES', 'AFFECTNET_HEADER', 'YOLO_CODES', 'ASTRONAUT_FACE',
+           'make_tiny_ferplus', 'make_ferplus_split', 'write_fer2013_csv', 'make_folder_tree', 'make_folder_set',
+           'sample_photo', 'sample_frame', 'make_photo_folder', 'group_photo', 'face_grid', 'write_crowd_clip',
+           'make_rafdb_tree', 'make_affectnet_tree', 'make_rafdb_shared_tree', 'make_affectnet_yolo_tree',
+           'make_expw_tree', 'upload', 'png_bytes', 'jpeg_bytes', 'write_clip']
 
 # %% ../nbs/07_synthetic.ipynb #dd8c70c4
 # One FERPlus label.csv row of 10 votes per class we write (the columns are fer_nb.data.FERPLUS_VOTES: neutral, happiness, surprise, sadness, anger, ...)
@@ -202,6 +203,36 @@ def make_affectnet_tree(root, # folder to create
             rows.append(f'{rel},{x},{y},{side},{side},"1.0;2.0",{code},0.1,-0.2')
         (root/'Manually_Annotated_file_lists'/f'{listing}.csv').write_text('\n'.join(rows) + '\n')
     return root
+
+# %% ../nbs/07_synthetic.ipynb #syn0shr2
+YOLO_CODES = {'anger': 0, 'happiness': 4, 'neutral': 5}   # AffectNet's YOLO copy: 0 anger, 1 contempt, 2 disgust, 3 fear, 4 happy, 5 neutral, 6 sad, 7 surprise
+
+def make_rafdb_shared_tree(root, # folder to create
+                           n:int=12, # faces: the first 3/4 in train, the rest in test
+                           seed:int=0)->Path:
+    "RAF-DB as shared for download: DATASET/{train,test}/<code>/*_aligned.jpg and train_labels.csv, test_labels.csv (image, label)."
+    rng = np.random.default_rng(seed); root = Path(root); rows = {'train': ['image,label'], 'test': ['image,label']}
+    for i in range(n):
+        cls = list(BANDS)[i % 3]; split = 'train' if i < n*3//4 else 'test'; code = RAFDB_CODES[cls]
+        name = f'{split}_{i + 1:05d}_aligned.jpg'; (root/'DATASET'/split/str(code)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.repeat(_band(rng, cls, (100, 100))[..., None], 3, 2)).save(root/'DATASET'/split/str(code)/name, quality=95)
+        rows[split].append(f'{name},{code}')
+    for split, lines in rows.items(): (root/f'{split}_labels.csv').write_text('\n'.join(lines) + '\n')
+    return root
+
+def make_affectnet_yolo_tree(root, # folder to create; the copy goes into root/YOLO_format
+                             n:int=6, # faces per split (train, valid, test), plus one contempt face each
+                             seed:int=0)->Path:
+    "AffectNet's YOLO copy: {train,valid,test}/images/*.jpg with labels/*.txt ('class cx cy w h', fractions of the picture)."
+    rng = np.random.default_rng(seed); base = Path(root)/'YOLO_format'
+    for split in ('train', 'valid', 'test'):
+        (base/split/'images').mkdir(parents=True, exist_ok=True); (base/split/'labels').mkdir(parents=True, exist_ok=True)
+        for i in range(n + 1):
+            cls = list(BANDS)[i % 3]; code = YOLO_CODES[cls] if i < n else 1          # the last one: contempt
+            picture = rng.integers(0, 255, (96, 96, 3)).astype(np.uint8); picture[16:80, 16:80] = _band(rng, cls, (64, 64))[..., None]
+            Image.fromarray(picture).save(base/split/'images'/f'img{i:03d}.jpg', quality=95)
+            (base/split/'labels'/f'img{i:03d}.txt').write_text(f'{code} 0.5 0.5 0.6667 0.6667\n')
+    return Path(root)
 
 # %% ../nbs/07_synthetic.ipynb #48ea22d9
 ASTRONAUT_FACE = (178, 65, 91, 111)   # YuNet's box (x, y, w, h) of the face in samples/astronaut.png (512×512)

@@ -86,3 +86,36 @@ def test_expw_layout_errors(tmp_path):
     import shutil; shutil.rmtree(root/'image')
     with pytest.raises(DataError, match='missing image/origin') as e: load_expw(root)
     one_line(e)
+
+def test_rafdb_shared_copy(tmp_path):
+    "RAF-DB as commonly downloaded (DATASET/{train,test}/{1..7}/ and the two label csvs): the same classes and splits as the official layout."
+    from fer_nb.synthetic import make_rafdb_shared_tree
+    root = make_rafdb_shared_tree(tmp_path/'raf', n=12)
+    official = load_rafdb(make_rafdb_tree(tmp_path/'official', n=12), cache=tmp_path/'cache')
+    shared = load_rafdb(root, cache=tmp_path/'cache')
+    assert shared.meta.label_name.tolist() == official.meta.label_name.tolist()       # RAF's codes mapped onto our classes alike
+    assert shared.meta.split.tolist() == official.meta.split.tolist() and shared.images.shape == (12, 48, 48)
+    assert len(load_rafdb(root, 'test', cache=tmp_path/'cache')) == 3
+    (root/'test_labels.csv').write_text('image,label\ntest_00010_aligned.jpg,9\n')
+    with pytest.raises(DataError, match="has label '9', not one of RAF-DB's 1-7") as e: load_rafdb(root, use_cache=False)
+    one_line(e)
+    (root/'test_labels.csv').write_text('file,emotion\n')
+    with pytest.raises(DataError, match='expected columns image and label') as e: load_rafdb(root, use_cache=False)
+    one_line(e)
+
+def test_affectnet_yolo_copy(tmp_path):
+    "AffectNet's YOLO_format copy: a class per labels/*.txt (0 anger … 7 surprise, contempt dropped for 7 classes), the box cropped."
+    from fer_nb.synthetic import make_affectnet_yolo_tree
+    root = make_affectnet_yolo_tree(tmp_path/'aff', n=6)
+    for split in ('train', 'valid', 'test'):
+        fs = load_affectnet(root, split, cache=tmp_path/'cache')
+        assert len(fs) == 6 and set(fs.meta.split) == {split} and fs.classes == CLASSES
+        assert fs.meta.label_name.tolist() == ['anger', 'happiness', 'neutral']*2
+        assert fs.images[2].min() >= 180 and fs.images[0].max() < 90                     # the box, not the noise around it
+    eight = load_affectnet(root/'YOLO_format', 'train', classes=8, cache=tmp_path/'cache')
+    assert len(eight) == 7 and eight.meta.label_name.iat[-1] == 'contempt'
+    with pytest.raises(DataError, match="has splits train, valid, test, not 'val'") as e: load_affectnet(root, 'val')
+    one_line(e)
+    (root/'YOLO_format'/'train'/'labels'/'img000.txt').write_text('happy\n')
+    with pytest.raises(DataError, match="expected 'class x y w h'") as e: load_affectnet(root, use_cache=False)
+    one_line(e)
