@@ -242,9 +242,9 @@ def run_corpus(inputs:list, # photos, videos, folders, globs and manifest files
                progress:bool=True # a progress bar on stderr
               )->dict:
     "Run a corpus into `out`, skipping what is already there; returns the counts (`summary` is the closing line)."
-    from fer_nb.model import checkpoint_path, default_checkpoint
+    from fer_nb.model import choose_checkpoint
     _check(engine, fps, every, segment, workers, cpus_per_worker, batch_faces, prior, runtime)
-    path = checkpoint_path(checkpoint) if checkpoint else default_checkpoint()
+    path = choose_checkpoint(checkpoint)
     if not Path(path).is_file(): raise DataError(f"checkpoint not found: {path}")
     settings = dict(checkpoint_path=str(path), model=model_name(path), checkpoint=checkpoint_digest(path), prior=prior, detector=detector,
                     detect='never' if detector == 'none' else 'auto', runtime=runtime, batch_faces=batch_faces,

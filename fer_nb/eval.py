@@ -16,7 +16,7 @@ from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerEr
                          add_prior_option, class_names, concat, ferplus_dir, load_affectnet, load_rafdb, load_ferplus,
                          load_fer2013_csv, load_image_folder)
 from .backbones import BACKBONES
-from .model import (PRIORS, CheckpointError, atomic_write, checkpoint_path, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
+from .model import (PRIORS, CheckpointError, atomic_write, checkpoint_path, choose_checkpoint, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
                           predict_logits, read_checkpoint, resolve_model, shipped_model_path,
                           shipped_models)
 
@@ -548,7 +548,7 @@ def run_eval(checkpoint=None, # path or shipped model's name; None: $FER_NB_CHEC
              detector:str='yunet' # photos: the face detector
             )->list:
     "Load checkpoint and data; evaluate plain, with TTA (if asked), and under the other prior: [plain, tta…, other prior]."
-    path = checkpoint_path(checkpoint) if checkpoint is not None else default_checkpoint()
+    path = choose_checkpoint(checkpoint)
     model, saved = load_checkpoint(path)
     classes = saved['classes']
     fmt = format or ('ferplus' if data_dir is None else detect_format(data_dir))
@@ -571,7 +571,7 @@ def _eval_cmd(args)->int:
     if args.threads: torch.set_num_threads(args.threads)
     if args.kdef and args.data: raise DataError("--kdef and --data name two datasets: give one")
     data, format = (kdef_dir(), 'photos') if args.kdef else (args.data, args.format)
-    checkpoint = checkpoint_path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    checkpoint = choose_checkpoint(args.checkpoint)
     results = run_eval(checkpoint, data, format, args.split, args.tta, args.limit, args.batch_size, args.crop, args.prior, args.detector)
     main = [r for r in results if r.metrics['usual_prior'] == results[0].metrics['usual_prior']]
     other = [r for r in results if r not in main]
@@ -589,7 +589,7 @@ def _eval_cmd(args)->int:
     return 0
 
 def _export_cmd(args)->int:
-    checkpoint = args.checkpoint or default_checkpoint()
+    checkpoint = choose_checkpoint(args.checkpoint)
     p = export_onnx(checkpoint, args.onnx, args.opset, prior=args.prior)
     diff = onnx_parity(checkpoint, p, prior=args.prior)
     import onnx

@@ -18,9 +18,10 @@ __all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'FACERES_BLOCKS', 
            'MobileFER', 'SameConv2d', 'FaceRes', 'register_model', 'vgg13', 'vgg13_half', 'resnet_fer',
            'resnet_fer_wide', 'mobile_fer', 'faceres', 'list_models', 'create_model', 'model_from_arch', 'count_params',
            'count_macs', 'model_table', 'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint',
-           'shipped_model_path', 'shipped_models', 'checkpoint_path', 'read_checkpoint', 'train_prior', 'prior_bias',
-           'load_checkpoint', 'ship_checkpoint', 'predict_logits', 'default_checkpoint', 'resolve_model', 'export_onnx',
-           'onnx_parity', 'area_matrix', 'area_resize', 'Ensemble', 'ensemble', 'combine_checkpoints']
+           'shipped_model_path', 'shipped_models', 'checkpoint_path', 'read_checkpoint', 'default_checkpoint',
+           'choose_checkpoint', 'train_prior', 'prior_bias', 'load_checkpoint', 'ship_checkpoint', 'predict_logits',
+           'resolve_model', 'export_onnx', 'onnx_parity', 'area_matrix', 'area_resize', 'Ensemble', 'ensemble',
+           'combine_checkpoints']
 
 # %% ../nbs/01_model.ipynb #9ab5a671
 FERPLUS_MEAN, FERPLUS_STD = 0.5069, 0.2542   # gray pixel mean/std of FERPlus train, in [0, 1]
@@ -305,6 +306,17 @@ def read_checkpoint(path # a .pt file
         raise CheckpointError(f"{path}: not a fer_nb checkpoint (no 'format: fer_nb/1' record)")
     return ck
 
+# %% ../nbs/01_model.ipynb #choose02
+def default_checkpoint()->Path:
+    "The model used when none is given: $FER_NB_CHECKPOINT, else the shipped model."
+    env = os.environ.get('FER_NB_CHECKPOINT')
+    return checkpoint_path(env) if env else shipped_model_path()
+
+def choose_checkpoint(x=None # a checkpoint file or a shipped model's name (accurate, fast…); None or '': the default
+                     )->Path:
+    "The one answer to 'which model?', for every command and function: the file `x` names, else $FER_NB_CHECKPOINT, else the default shipped model."
+    return checkpoint_path(x) if x not in (None, '') else default_checkpoint()
+
 # %% ../nbs/01_model.ipynb #018dea57
 # class frequencies of FERPlus train under crossentropy (vote) labels, in CLASSES order: measured on the 27,784 train faces
 FERPLUS_TRAIN_PRIOR = (0.08746, 0.00864, 0.02852, 0.27084, 0.13818, 0.12507, 0.34129)
@@ -327,12 +339,12 @@ def prior_bias(ck:dict, # a checkpoint dict
     return -(1 - tau)*log_prior if prior == 'uniform' else tau*log_prior
 
 # %% ../nbs/01_model.ipynb #a2fd4d2b
-def load_checkpoint(path=None, # checkpoint file or shipped model's name; None = the default shipped model
+def load_checkpoint(path=None, # checkpoint file or shipped model's name; None: choose_checkpoint() ($FER_NB_CHECKPOINT, else the default shipped model)
                     device='cpu', # where to put the model
                     prior:str='uniform' # class prior its logits answer under: uniform | train
                    )->tuple:
     "Rebuild the model in a checkpoint: (model in eval mode with the prior applied, checkpoint dict)."
-    path = checkpoint_path(path) if path is not None else shipped_model_path()
+    path = choose_checkpoint(path)
     ck = read_checkpoint(path)
     arch = ck['arch']
     try:
@@ -378,11 +390,6 @@ def predict_logits(model:nn.Module, # a FERNet (or any module taking N×1×H×W 
     return torch.cat(out) if out else torch.zeros(0, getattr(model, 'arch', {}).get('num_classes', len(CLASSES)))
 
 # %% ../nbs/01_model.ipynb #16055cf0
-def default_checkpoint()->Path:
-    "The model used when none is given: $FER_NB_CHECKPOINT, else the shipped model."
-    env = os.environ.get('FER_NB_CHECKPOINT')
-    return checkpoint_path(env) if env else shipped_model_path()
-
 def resolve_model(checkpoint_or_model=None, # path (None: default_checkpoint()), (model, ck) pair, or nn.Module
                   classes=None, # class names for a bare module (default: 7 or 8 by its output size)
                   device='cpu',
@@ -391,7 +398,7 @@ def resolve_model(checkpoint_or_model=None, # path (None: default_checkpoint()),
     "(model in eval mode, class names, info dict with name/path/arch/epoch/prior)."
     x = checkpoint_or_model
     if x is None or isinstance(x, (str, os.PathLike)):
-        path = checkpoint_path(x) if x is not None else default_checkpoint()
+        path = choose_checkpoint(x)
         m, ck = load_checkpoint(path, device, prior or 'uniform')
         x, info = (m, ck), dict(name=path.stem, path=str(path))
     else: info = {}

@@ -104,10 +104,10 @@ class Predictor:
             )->Predictor:
         "A Predictor for a checkpoint and a detector."
         import torch
-        from fer_nb.model import checkpoint_path, default_checkpoint, load_checkpoint
+        from fer_nb.model import choose_checkpoint, load_checkpoint
         if runtime not in RUNTIMES: raise DataError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        path = checkpoint_path(checkpoint) if checkpoint else default_checkpoint()
+        path = choose_checkpoint(checkpoint)
         model, ck = load_checkpoint(path, device=device, prior=prior)
         session = None
         if runtime == 'onnx': session = onnx_session(path, (model, ck))

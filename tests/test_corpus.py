@@ -107,8 +107,10 @@ def _stop_when_saved(p, out, sig):
 def test_local_resume(tmp_path, untrained, corpus, reference, sig):
     "Stopped mid-run, then run again: every work item exactly once, the same rows as an uninterrupted run."
     out = tmp_path/'out'
+    # a shell without job control starts background commands with SIGINT ignored, and a Python started so never sees
+    # Ctrl-C: give the run the terminal's default, as a user's foreground command has
     p = subprocess.Popen(corpus_cmd(corpus, out, untrained, '--save-every', '0'), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+                         text=True, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _, err = _stop_when_saved(p, out, sig)
     done = table(out)
     assert 0 < done.path.nunique() < 32, done.path.nunique()
