@@ -61,7 +61,9 @@ def process_video(src, # input video file
         while max_frames is None or n < max_frames:
             ok, bgr = cap.read()
             if not ok: break
-            if due(n, bgr): faces = tracker.update(predictor.predict(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), detect='always'))
+            analyse = due(n, bgr)
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if analyse or out is not None else None   # once, and only for a frame that is used
+            if analyse: faces = tracker.update(predictor.predict(rgb, detect='always'))
             for i, f in enumerate(faces):
                 rows.append(dict(frame=n, time_s=round(n/fps_in, 3), face=i + 1, track=f.track, x=f.box[0], y=f.box[1], w=f.box[2], h=f.box[3],
                                  label=f.label, confidence=round(f.confidence, 4), **{k: round(v, 4) for k, v in f.probs.items()}))
@@ -70,7 +72,7 @@ def process_video(src, # input video file
                     Path(out).parent.mkdir(parents=True, exist_ok=True)
                     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*'mp4v'), fps_in, (bgr.shape[1], bgr.shape[0]))
                     if not writer.isOpened(): raise DataError(f"{out}: cannot write a video there")
-                writer.write(cv2.cvtColor(np.asarray(annotate(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), faces)), cv2.COLOR_RGB2BGR))
+                writer.write(cv2.cvtColor(np.asarray(annotate(rgb, faces)), cv2.COLOR_RGB2BGR))
             n += 1
     finally:
         cap.release()

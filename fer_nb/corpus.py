@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .data import IMAGE_EXTS, DataError
+from .data import IMAGE_EXTS, PRIORS, DataError
 from .predict import COLORS, RUNTIMES
-from .apps import add_model_options
+from .apps import _is_glob, add_model_options
 from .corpus_engines import DONE_STATUSES, ENGINES, WorkItem, open_video
 
 # %% auto #0
@@ -43,8 +43,6 @@ def manifest_paths(path:Path # a manifest: one path a line
     return [n if os.path.isabs(n) else str(Path(path).parent/n) for n in names]
 
 # %% ../nbs/12_corpus.ipynb #2b471cda
-def _is_glob(s:str)->bool: return any(ch in s for ch in '*?[') and not Path(s).exists()
-
 def corpus_files(inputs:list # files, folders, glob patterns and manifest files, mixed
                 )->list:
     "(absolute path, kind, problem or None) for every photo and video the inputs name, each once."
@@ -200,7 +198,7 @@ def _check(engine, fps, every, segment, workers, cpus_per_worker, batch_faces, p
     if workers is not None and workers < 1: raise DataError(f"workers must be at least 1, got {workers}")
     if not cpus_per_worker > 0: raise DataError(f"cpus per worker must be above 0, got {cpus_per_worker}")
     if batch_faces < 1: raise DataError(f"batch_faces must be at least 1, got {batch_faces}")
-    if prior not in ('uniform', 'train'): raise DataError(f"prior must be uniform or train, got {prior!r}")
+    if prior not in PRIORS: raise DataError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
     if runtime not in RUNTIMES: raise DataError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
 
 # %% ../nbs/12_corpus.ipynb #abe6aff4
@@ -255,6 +253,7 @@ def run_corpus(inputs:list, # photos, videos, folders, globs and manifest files
         if not files: raise DataError("no inputs: name photos, videos, folders, globs or manifest files")
         items = plan_items(files, fps, every, segment)
         done = done_keys(out); todo = [i for i in items if i.key not in done]
+        done_before = len(items) - len(todo)   # counted now: `done` grows as tables come back
         prog, writer = Progress(items, done, progress), PartWriter(out, flush_seconds)
         try:
             if todo:
@@ -267,7 +266,7 @@ def run_corpus(inputs:list, # photos, videos, folders, globs and manifest files
         finally: writer.flush()     # Ctrl-C too: what is finished is kept
         line = prog.line(out) if todo else f"nothing to do: all {prog.files} files are in {out}"
         if progress: print(line, file=sys.stderr)
-        return dict(files=prog.files, done_before=len(done & {i.key for i in items}), items=len(todo), frames=prog.frames,
+        return dict(files=prog.files, done_before=done_before, items=len(todo), frames=prog.frames,
                     faces=prog.faces, errors=prog.errors, parts=writer.parts, summary=line)
     finally: lock.close()
 

@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from PIL import Image, ImageDraw, ImageFont
 
 from .data import CLASSES, DataError, FerError, cache_dir, face_crop, find_file, load_image, to_gray
-from .faces import DETECT_SIDE, MIN_FACE_SIDE, as_detector, box_iou, find_faces, load_photo, shrink
+from .faces import DETECT_SIDE, MIN_FACE_SIDE, _have_onnxruntime, as_detector, box_iou, find_faces, load_photo, shrink
 
 # %% auto #0
 __all__ = ['RUNTIMES', 'COLORS', 'sample_path', 'Face', 'onnx_session', 'Predictor', 'annotate', 'plot_probs', 'heat_rgb',
@@ -45,10 +45,6 @@ class Face:
 
 # %% ../nbs/05_predict.ipynb #db69ec6d
 RUNTIMES = ('auto', 'torch', 'onnx')
-
-def _have_onnxruntime()->bool:
-    try: import onnxruntime; return True
-    except ImportError: return False
 
 def _torch_threads()->int:
     "torch's thread setting (what `torch.set_num_threads` chose), read without importing torch when it is not loaded."

@@ -11,6 +11,14 @@ def tiny_ferplus(tmp_path_factory):
     from fer_nb.synthetic import make_tiny_ferplus
     return make_tiny_ferplus(tmp_path_factory.mktemp('tiny_ferplus'), n=192)
 
+@pytest.fixture(scope='session')
+def untrained(tmp_path_factory):
+    "A checkpoint of an untrained ResNet-FER: enough for every mechanic but the labels, and fast to classify."
+    import torch
+    from fer_nb.model import create_model, save_checkpoint
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp('ck')/'untrained.pt', create_model('resnet_fer'))
+
 @pytest.fixture
 def env(tmp_path):
     "Environment for subprocesses: caches in tmp, papermill mode on."

@@ -8,17 +8,10 @@ import torch
 
 from fer_nb.data import CLASSES, DataError
 from fer_nb.apps import Predictor, expand_inputs, predict_many
-from fer_nb.model import create_model, save_checkpoint
 from fer_nb.synthetic import make_photo_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
-
-@pytest.fixture(scope='module')
-def untrained(tmp_path_factory):
-    "A checkpoint of an untrained network: the batch mechanics do not depend on the labels."
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp('ck')/'untrained.pt', create_model('resnet_fer'))
 
 @pytest.fixture(scope='module')
 def shots(tmp_path_factory):

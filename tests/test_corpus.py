@@ -6,20 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from fer_nb.model import create_model, save_checkpoint
 from fer_nb.synthetic import make_photo_folder, write_crowd_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 KEY = ['path', 'segment', 'frame', 'face']
-
-@pytest.fixture(scope='module')
-def untrained(tmp_path_factory):
-    "An untrained network: the corpus mechanics do not depend on the labels, and it classifies fast."
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp('ck')/'untrained.pt', create_model('resnet_fer'))
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):

@@ -11,7 +11,7 @@ from fer_nb.data import CLASSES, DataError, ferplus_dir
 from fer_nb.predict import Face, Predictor, sample_path
 from fer_nb.apps import classify_uploads, make_demo_widget
 from fer_nb.serve import voila_command
-from fer_nb.model import create_model, predict_logits, save_checkpoint
+from fer_nb.model import predict_logits
 from fer_nb.synthetic import png_bytes, upload, write_clip
 from conftest import real_checkpoint
 
@@ -19,12 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)   # tiny batches; the test machine's cores are shared with other jobs
 
 needs_model = pytest.mark.skipif(real_checkpoint() is None, reason="no trained model: models/DEFAULT is missing and $FER_NB_CHECKPOINT is unset")
-
-@pytest.fixture(scope='session')
-def untrained(tmp_path_factory):
-    "A checkpoint of an untrained network: enough to test everything but the labels."
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp('ck')/'untrained.pt', create_model('resnet_fer'))
 
 def cli(*args, timeout=300):
     "Run `python -m fer_nb.cli ARGS` in a subprocess."
