@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .data import CLASSES, IMAGE_EXTS, PRIORS, DataError, FerError, add_checkpoint_option, add_prior_option, load_image
+from .cli import add_checkpoint_option, add_prior_option
+from .data import CLASSES, IMAGE_EXTS, PRIORS, DataError, FerError, load_image
 from .faces import DETECTORS
 from .predict import COLORS, RUNTIMES, FaceTracker, Predictor, annotate, overlay, sample_path
 

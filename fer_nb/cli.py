@@ -4,10 +4,10 @@
 from __future__ import annotations
 import argparse, importlib, os, sys
 
-from .data import FerError
+from .data import PRIORS, FerError
 
 # %% auto #0
-__all__ = ['CLI_MODULES', 'build_parser', 'main', 'run_cli']
+__all__ = ['CLI_MODULES', 'build_parser', 'add_checkpoint_option', 'add_prior_option', 'main', 'run_cli']
 
 # %% ../nbs/06_cli.ipynb #f03edd8c
 CLI_MODULES = ('data', 'backbones', 'train', 'eval', 'apps', 'corpus', 'serve')
@@ -23,6 +23,23 @@ def build_parser()->argparse.ArgumentParser:
             raise
         mod.add_cli(sub)
     return p
+
+# %% ../nbs/06_cli.ipynb #5d49d88b
+def add_checkpoint_option(parser # an argparse (sub)parser of a command that loads a model
+                         ):
+    "`--checkpoint`, declared once for every command that loads a model (predict, video, eval, export, serve)."
+    parser.add_argument('--checkpoint', '--model', dest='checkpoint', metavar='CHECKPOINT',
+                        help="a checkpoint file or a shipped model's name, e.g. fast (default: $FER_NB_CHECKPOINT, else the default shipped model)")
+    return parser
+
+# %% ../nbs/06_cli.ipynb #db9244e8
+def add_prior_option(parser, # an argparse (sub)parser
+                     default:str|None='uniform', # the prior when none is given
+                     help:str='class prior: uniform (default; every expression equally likely) or train (FERPlus frequencies)'
+                    ):
+    "`--prior uniform|train`, declared once; a command whose default means something else says so in `help`."
+    parser.add_argument('--prior', default=default, choices=PRIORS, help=help)
+    return parser
 
 # %% ../nbs/06_cli.ipynb #512cc982
 def main(argv:list|None=None)->int:

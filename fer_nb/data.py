@@ -20,8 +20,7 @@ __all__ = ['CLASSES', 'CONTEMPT', 'LABEL_MODES', 'FERPLUS_VOTES', 'VOTE_COLUMNS'
            'project_root', 'find_file', 'ferplus_dir', 'cache_dir', 'load_image', 'to_gray', 'square_box',
            'box_transform', 'warp_crop', 'face_crop', 'FaceSet', 'check_mode', 'process_votes', 'ferplus_to_classes',
            'load_ferplus', 'load_fer2013_csv', 'load_image_folder', 'class_names_for', 'load_rafdb', 'load_affectnet',
-           'concat', 'ferplus_summary', 'add_checkpoint_option', 'add_prior_option', 'add_cli', 'plot_class_balance',
-           'show_faces']
+           'concat', 'ferplus_summary', 'add_cli', 'plot_class_balance', 'show_faces']
 
 # %% ../nbs/00_data.ipynb #bbd757d7
 CLASSES = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise', 'neutral')
@@ -654,27 +653,13 @@ def ferplus_summary(root=None, # FERPlus folder (default: ferplus_dir())
                        'crossentropy': len(load_ferplus(root, split, 'crossentropy', classes))}
     return pd.DataFrame(rows).T
 
+# %% ../nbs/00_data.ipynb #724d790c
 def _data_cmd(args)->int:
     import time
     t = time.time(); df = ferplus_summary(args.dir, args.classes)
     print(f"FERPlus at {ferplus_dir(args.dir)} (cache: {cache_dir()}), loaded in {time.time()-t:.1f}s")
     print(df.to_string())
     return 0
-
-def add_checkpoint_option(parser # an argparse (sub)parser of a command that loads a model
-                         ):
-    "`--checkpoint`, declared once for every command that loads a model (predict, video, eval, export, serve)."
-    parser.add_argument('--checkpoint', '--model', dest='checkpoint', metavar='CHECKPOINT',
-                        help="a checkpoint file or a shipped model's name, e.g. fast (default: $FER_NB_CHECKPOINT, else the default shipped model)")
-    return parser
-
-def add_prior_option(parser, # an argparse (sub)parser
-                     default:str|None='uniform', # the prior when none is given
-                     help:str='class prior: uniform (default; every expression equally likely) or train (FERPlus frequencies)'
-                    ):
-    "`--prior uniform|train`, declared once; a command whose default means something else says so in `help`."
-    parser.add_argument('--prior', default=default, choices=PRIORS, help=help)
-    return parser
 
 def add_cli(sub):
     "Add `fer-nb data` to the CLI."

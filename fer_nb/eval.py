@@ -12,8 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, add_checkpoint_option,
-                         add_prior_option, class_names, concat, ferplus_dir, load_affectnet, load_rafdb, load_ferplus,
+from .cli import add_checkpoint_option, add_prior_option
+from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError,
+                         class_names, concat, ferplus_dir, load_affectnet, load_rafdb, load_ferplus,
                          load_fer2013_csv, load_image_folder)
 from .backbones import BACKBONES
 from .model import (PRIORS, CheckpointError, atomic_write, checkpoint_path, choose_checkpoint, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,

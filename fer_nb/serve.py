@@ -12,7 +12,8 @@ import numpy as np
 from fastcore.basics import patch
 import tornado.httpclient, tornado.httputil, tornado.ioloop, tornado.web
 
-from .data import PRIORS, DataError, FerError, add_checkpoint_option, find_file
+from .cli import add_checkpoint_option
+from .data import PRIORS, DataError, FerError, find_file
 from .predict import Face
 
 # %% auto #0
