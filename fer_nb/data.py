@@ -3,7 +3,7 @@
 # %% ../nbs/00_data.ipynb #af2aa33f
 from __future__ import annotations
 import csv, hashlib, io, os, warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,36 +14,37 @@ except ImportError: pass
 
 # %% auto #0
 __all__ = ['CLASSES', 'CONTEMPT', 'LABEL_MODES', 'FERPLUS_VOTES', 'VOTE_COLUMNS', 'FERPLUS_SPLITS', 'FACE_SIZE', 'PRIORS',
-           'MAX_PIXELS', 'FERPLUS_TO_OURS', 'USAGE_TO_SPLIT', 'FOLDER_ALIASES', 'ALIAS_TO_CLASS', 'IMAGE_EXTS',
-           'SPLIT_NAMES', 'RAFDB_LABELS', 'RAFDB_LIST', 'RAFDB_IMAGES', 'RAFDB_SHARED', 'AFFECTNET_LABELS',
-           'AFFECTNET_LISTS', 'AFFECTNET_COLUMNS', 'AFFECTNET_YOLO_LABELS', 'FerError', 'DataError', 'class_names',
+           'MAX_PIXELS', 'IMAGE_EXTS', 'FERPLUS_TO_OURS', 'FerError', 'DataError', 'class_names', 'check_mode',
            'project_root', 'find_file', 'ferplus_dir', 'cache_dir', 'load_image', 'to_gray', 'square_box',
-           'box_transform', 'warp_crop', 'face_crop', 'FaceSet', 'check_mode', 'process_votes', 'ferplus_to_classes',
-           'load_ferplus', 'load_fer2013_csv', 'load_image_folder', 'class_names_for', 'load_rafdb', 'load_affectnet',
-           'concat', 'ferplus_summary', 'add_cli', 'plot_class_balance', 'show_faces']
+           'box_transform', 'warp_crop', 'face_crop', 'FaceSet', 'process_votes', 'ferplus_to_classes', 'load_ferplus']
 
 # %% ../nbs/00_data.ipynb #bbd757d7
 CLASSES = ('anger', 'disgust', 'fear', 'happiness', 'sadness', 'surprise', 'neutral')
 CONTEMPT = 'contempt'
 LABEL_MODES = ('majority', 'probability', 'crossentropy')
-# The vote columns of FERPlus `label.csv` / `fer2013new.csv`, in file order.
-FERPLUS_VOTES = ('neutral', 'happiness', 'surprise', 'sadness', 'anger', 'disgust', 'fear', 'contempt', 'unknown', 'NF')
+FERPLUS_VOTES = ('neutral', 'happiness', 'surprise', 'sadness', 'anger', 'disgust', 'fear', 'contempt', 'unknown', 'NF')   # FERPlus label.csv / fer2013new.csv vote columns, in file order
 VOTE_COLUMNS = tuple(f'votes_{v}' for v in FERPLUS_VOTES)
 FERPLUS_SPLITS = {'train': 'FER2013Train', 'valid': 'FER2013Valid', 'test': 'FER2013Test'}
 FACE_SIZE = 48
 PRIORS = ('uniform', 'train')   # the class prior applied at the end: uniform (photos) | train (FERPlus frequencies; see fer_nb.model)
 
+# %% ../nbs/00_data.ipynb #91b9909b
 class FerError(ValueError):
     "Base of every error a user can cause (bad data, checkpoint, setting, image); its message is one line."
 
 class DataError(FerError):
     "A problem with a dataset or image that the user can fix."
 
+# %% ../nbs/00_data.ipynb #d7f9e0bb
 def class_names(classes:int=7 # 7 (FER-2013) or 8 (with contempt)
                )->tuple:
     "The class list for `classes` = 7 or 8."
     if classes not in (7, 8): raise DataError(f"classes must be 7 or 8, got {classes!r}")
     return CLASSES + ((CONTEMPT,) if classes == 8 else ())
+
+def check_mode(mode):
+    "Refuse a label mode that is not one of LABEL_MODES."
+    if mode not in LABEL_MODES: raise DataError(f"unknown label mode {mode!r}: use one of {', '.join(LABEL_MODES)}")
 
 # %% ../nbs/00_data.ipynb #a663eea7
 def project_root()->Path|None:
@@ -61,6 +62,7 @@ def find_file(*parts:str # a path inside the project, e.g. 'models', 'DEFAULT'
         if root is not None and root.joinpath(*parts).exists(): return root.joinpath(*parts)
     return None
 
+# %% ../nbs/00_data.ipynb #f102396c
 def ferplus_dir(root=None # explicit directory; else $FERPLUS_DIR; else data/raw/ferplus
                )->Path:
     "The FERPlus directory to read."
@@ -78,6 +80,7 @@ def cache_dir(path=None # explicit directory; else $FER_NB_CACHE; else data/proc
 
 # %% ../nbs/00_data.ipynb #76307f73
 MAX_PIXELS = 64_000_000  # larger than any camera photo; more is a decompression bomb
+IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.gif', '.webp', '.heic', '.heif', '.avif'}   # what we read as images
 
 def _to_rgb(im:Image.Image)->Image.Image:
     "Any PIL mode → RGB (alpha composited on white, 16-bit scaled to 8)."
@@ -91,42 +94,55 @@ def _to_rgb(im:Image.Image)->Image.Image:
         return Image.alpha_composite(bg, im).convert('RGB')
     return im.convert('RGB')
 
+# %% ../nbs/00_data.ipynb #288499a4
+def _array_image(src:np.ndarray)->Image.Image:
+    "An H×W gray or H×W×3|4 array (uint8, or floats in 0…1 or 0…255) → RGB PIL image."
+    a = src
+    if a.dtype != np.uint8:
+        a = (a*255 if a.dtype.kind == 'f' and a.max() <= 1 else a).clip(0, 255).astype(np.uint8)
+    if a.ndim == 3 and a.shape[2] == 1: a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or 0 in a.shape:
+        raise DataError(f"unsupported array shape {src.shape}: expected H×W, H×W×3 or H×W×4")
+    return _to_rgb(Image.fromarray(a))
+
+# %% ../nbs/00_data.ipynb #39ae62eb
+def _source_bytes(src, name:str|None)->tuple:
+    "(the bytes of a path, bytes-like or file object, its name for messages)."
+    if isinstance(src, (str, os.PathLike)):
+        p = Path(src); name = name or str(p)
+        if not p.exists(): raise DataError(f"{name}: file not found")
+        if p.is_dir(): raise DataError(f"{name}: is a directory, not an image")
+        data = p.read_bytes()
+    elif isinstance(src, (bytes, bytearray, memoryview)): data = bytes(src)
+    elif hasattr(src, 'read'): data = src.read()
+    else: raise DataError(f"cannot read an image from {type(src).__name__}")
+    return data, name or 'image'
+
+# %% ../nbs/00_data.ipynb #cfc23d5c
+def _decode(data:bytes, name:str)->Image.Image:
+    "The first frame of an encoded image, or a one-line DataError (empty, not an image, truncated, a decompression bomb)."
+    if len(data) == 0: raise DataError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            if im.width*im.height > MAX_PIXELS: raise Image.DecompressionBombError('too many pixels')
+            im.seek(0); im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{name}: image too large (over {MAX_PIXELS//1_000_000} MP), refusing a possible decompression bomb") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{name}: not an image (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{name}: corrupt or truncated image ({e})") from None
+    return im
+
+# %% ../nbs/00_data.ipynb #6a731346
 def load_image(src, # path, bytes, file object, PIL image or numpy array (H×W gray or H×W×3 RGB)
                name:str|None=None # how to call it in error messages
               )->Image.Image:
     "Read `src` into an upright RGB PIL image, or raise a one-line `DataError`."
-    if isinstance(src, Image.Image): im = src
-    elif isinstance(src, np.ndarray):
-        a = src
-        if a.dtype != np.uint8:
-            a = (a*255 if a.dtype.kind == 'f' and a.max() <= 1 else a).clip(0, 255).astype(np.uint8)
-        if a.ndim == 3 and a.shape[2] == 1: a = a[..., 0]
-        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or 0 in a.shape:
-            raise DataError(f"unsupported array shape {src.shape}: expected H×W, H×W×3 or H×W×4")
-        return _to_rgb(Image.fromarray(a))
-    else:
-        if isinstance(src, (str, os.PathLike)):
-            p = Path(src); name = name or str(p)
-            if not p.exists(): raise DataError(f"{name}: file not found")
-            if p.is_dir(): raise DataError(f"{name}: is a directory, not an image")
-            data = p.read_bytes()
-        elif isinstance(src, (bytes, bytearray, memoryview)): data = bytes(src)
-        elif hasattr(src, 'read'): data = src.read()
-        else: raise DataError(f"cannot read an image from {type(src).__name__}")
-        name = name or 'image'
-        if len(data) == 0: raise DataError(f"{name}: empty file")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('error', Image.DecompressionBombWarning)
-                im = Image.open(io.BytesIO(data))
-                if im.width*im.height > MAX_PIXELS: raise Image.DecompressionBombError('too many pixels')
-                im.seek(0); im.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise DataError(f"{name}: image too large (over {MAX_PIXELS//1_000_000} MP), refusing a possible decompression bomb") from None
-        except Image.UnidentifiedImageError:
-            raise DataError(f"{name}: not an image (or a format Pillow cannot read)") from None
-        except (OSError, SyntaxError, ValueError) as e:
-            raise DataError(f"{name}: corrupt or truncated image ({e})") from None
+    if isinstance(src, np.ndarray): return _array_image(src)
+    im = src if isinstance(src, Image.Image) else _decode(*_source_bytes(src, name))
     try: im = ImageOps.exif_transpose(im)
     except Exception: pass  # a broken EXIF block should not lose the picture
     return _to_rgb(im)
@@ -138,6 +154,7 @@ def to_gray(im)->np.ndarray:
     im = im if isinstance(im, Image.Image) else load_image(im)
     return np.asarray(im.convert('L'))
 
+# %% ../nbs/00_data.ipynb #6ec8bf2c
 def square_box(box, # (x, y, w, h) in pixels
                margin:float=0.0 # widen each side by this fraction of the box's longer side
               )->tuple:
@@ -156,6 +173,17 @@ def box_transform(box, # (x, y, w, h)
     return np.array([[size/s, 0, -x*size/s], [0, size/s, -y*size/s]])
 
 # %% ../nbs/00_data.ipynb #75fc39c7
+def _crop_region(M:np.ndarray, size:int, W:int, H:int)->tuple:
+    "The pixel rectangle (x0, y0, x1, y1) of a W×H picture that the size×size crop under `M` samples, with a 2-pixel rim."
+    import cv2
+    inv = cv2.invertAffineTransform(M)
+    corners = inv @ np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64).T
+    x0, y0 = np.maximum(np.floor(corners.min(1)) - 2, 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(corners.max(1)) + 2, (W, H)).astype(int)
+    if x1 <= x0 or y1 <= y0: x0, y0, x1, y1 = 0, 0, W, H               # the region lies outside: replicate the border
+    return x0, y0, x1, y1
+
+# %% ../nbs/00_data.ipynb #deb310aa
 def warp_crop(im, # the picture: PIL image, or H×W gray / H×W×3 RGB uint8 array
               M:np.ndarray, # 2×3 transform from picture pixels to crop pixels
               size:int=FACE_SIZE # side of the crop
@@ -164,11 +192,7 @@ def warp_crop(im, # the picture: PIL image, or H×W gray / H×W×3 RGB uint8 arr
     import cv2
     M = np.asarray(M, np.float64).copy()
     W, H = im.size if isinstance(im, Image.Image) else (im.shape[1], im.shape[0])
-    inv = cv2.invertAffineTransform(M)
-    corners = inv @ np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64).T
-    x0, y0 = np.maximum(np.floor(corners.min(1)) - 2, 0).astype(int)
-    x1, y1 = np.minimum(np.ceil(corners.max(1)) + 2, (W, H)).astype(int)
-    if x1 <= x0 or y1 <= y0: x0, y0, x1, y1 = 0, 0, W, H               # the region lies outside: replicate the border
+    x0, y0, x1, y1 = _crop_region(M, size, W, H)
     region = im.crop((x0, y0, x1, y1)) if isinstance(im, Image.Image) else im[y0:y1, x0:x1]
     g = np.ascontiguousarray(to_gray(region))                         # only the region is converted, whatever the picture's size
     M[:, 2] += M[:, :2] @ [x0, y0]                                     # region pixels, not picture pixels
@@ -179,6 +203,7 @@ def warp_crop(im, # the picture: PIL image, or H×W gray / H×W×3 RGB uint8 arr
     M[:, 2] += M[:, :2] @ [0.5, 0.5] - 0.5                             # pixel centres: OpenCV samples at integer indices
     return cv2.warpAffine(g, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
+# %% ../nbs/00_data.ipynb #959c34da
 def face_crop(image, # PIL image or array (gray or RGB)
               box=None, # (x, y, w, h) face box; None = centre square of the whole image
               size:int=FACE_SIZE, # output side in pixels
@@ -223,20 +248,26 @@ class FaceSet:
 
     def targets(self, mode:str='majority' # majority → class indices; probability/crossentropy → N×C vote distributions
                )->np.ndarray:
-        "Training targets: class indices (majority) or soft distributions from FER+ votes."
+        "Training targets: class indices (majority) or soft distributions from FER+ votes (`_soft_targets`)."
         check_mode(mode)
-        if mode == 'majority': return self.labels
-        soft = np.eye(len(self.classes), dtype=np.float32)[self.labels]   # no votes: one-hot
-        if self.has_votes:
-            dist = process_votes(self.meta[list(VOTE_COLUMNS)].to_numpy(np.float64), mode)
-            ok = ~np.isnan(dist).any(1)
-            soft[ok] = ferplus_to_classes(dist[ok], len(self.classes))
-        return soft
-
-def check_mode(mode):
-    if mode not in LABEL_MODES: raise DataError(f"unknown label mode {mode!r}: use one of {', '.join(LABEL_MODES)}")
+        return self.labels if mode == 'majority' else _soft_targets(self, mode)
 
 # %% ../nbs/00_data.ipynb #0b97aaf9
+def _top_votes(raw:list, total:float)->tuple:
+    "The soft modes' pick: the top emotions until they cover 75 % of the votes (at most 3); (their votes, how many)."
+    emo = [0.0]*len(raw); part, count, valid = 0.0, 0, True
+    while part < 0.75*total and count < 3 and valid:
+        m = max(raw)
+        for i in range(len(raw)):
+            if raw[i] == m:
+                emo[i] = m; raw[i] = 0; part += emo[i]; count += 1
+                if i >= 8:   # unknown / NF ties with the top: stop here
+                    valid = False
+                    if sum(emo) > m: emo[i] = 0; count -= 1
+                    break
+    return emo, count
+
+# %% ../nbs/00_data.ipynb #182cda60
 def _process_one(raw:list, mode:str)->list|None:
     "Microsoft's `_process_data` for one row of 10 vote counts; None = unknown (drop)."
     raw = [0.0 if v < 1.0 + 1e-9 else float(v) for v in raw]    # single votes are outliers
@@ -247,21 +278,13 @@ def _process_one(raw:list, mode:str)->list|None:
         if m > 0.5*total: emo[int(np.argmax(raw))] = m
         else: return None
     else:
-        part, count, valid = 0.0, 0, True
-        while part < 0.75*total and count < 3 and valid:
-            m = max(raw)
-            for i in range(len(raw)):
-                if raw[i] == m:
-                    emo[i] = m; raw[i] = 0; part += emo[i]; count += 1
-                    if i >= 8:   # unknown / NF ties with the top: stop here
-                        valid = False
-                        if sum(emo) > m: emo[i] = 0; count -= 1
-                        break
+        emo, count = _top_votes(raw, total)
         if sum(emo) <= 0.5*total or count > 3: return None
     s = sum(emo)
     out = [v/s for v in emo]
     return None if int(np.argmax(out)) >= 8 else out
 
+# %% ../nbs/00_data.ipynb #e2f563a9
 def process_votes(votes:np.ndarray, # N×10 vote counts in FERPlus column order
                   mode:str='majority' # one of LABEL_MODES
                  )->np.ndarray:
@@ -273,6 +296,7 @@ def process_votes(votes:np.ndarray, # N×10 vote counts in FERPlus column order
         if r is not None: out[i] = r
     return out
 
+# %% ../nbs/00_data.ipynb #3622b6f3
 # FERPlus column i → our class index
 FERPLUS_TO_OURS = [CLASSES.index(v) if v in CLASSES else 7 for v in FERPLUS_VOTES[:8]]
 
@@ -285,6 +309,18 @@ def ferplus_to_classes(dist:np.ndarray, # N×10 distributions from `process_vote
     out = out[:, :classes]
     s = out.sum(1, keepdims=True)
     return np.divide(out, s, out=np.zeros_like(out), where=s > 0)
+
+# %% ../nbs/00_data.ipynb #205d63ba
+def _soft_targets(faceset:FaceSet, # the faces
+                 mode:str # probability or crossentropy
+                )->np.ndarray:
+    "N×C soft targets from the FER+ votes; one-hot labels where a face has none."
+    soft = np.eye(len(faceset.classes), dtype=np.float32)[faceset.labels]   # no votes: one-hot
+    if faceset.has_votes:
+        dist = process_votes(faceset.meta[list(VOTE_COLUMNS)].to_numpy(np.float64), mode)
+        ok = ~np.isnan(dist).any(1)
+        soft[ok] = ferplus_to_classes(dist[ok], len(faceset.classes))
+    return soft
 
 # %% ../nbs/00_data.ipynb #b575815d
 def _fingerprint(*paths)->str:
@@ -311,6 +347,14 @@ def _cached(key:str, build, cache=None, use_cache:bool=True)->dict:
         except OSError as e: warnings.warn(f"could not write cache {path}: {e}")
     return arrays
 
+# %% ../nbs/00_data.ipynb #e1969acd
+def _decode_face(path, detect)->np.ndarray|None:
+    "One file → its face crop (None: the face step found no face)."
+    if detect is not None: return detect(path)   # the face step reads the file itself (big JPEGs decode reduced)
+    with Image.open(path) as im:
+        im.load()
+        return np.asarray(im.convert('L')) if im.size == (FACE_SIZE, FACE_SIZE) else face_crop(load_image(im))
+
 def _read_faces(paths:list, # image files
                 names:list, # their names, for messages
                 what:str, # the dataset, for messages
@@ -321,12 +365,7 @@ def _read_faces(paths:list, # image files
     side = getattr(detect, 'size', FACE_SIZE)   # a photo without a face still takes a row, as a blank crop
     blank = np.zeros((side, side), np.uint8)
     for i, (p, n) in enumerate(zip(paths, names)):
-        try:
-            if detect is not None: face = detect(p)   # the face step reads the file itself (big JPEGs decode reduced)
-            else:
-                with Image.open(p) as im:
-                    im.load()
-                    face = np.asarray(im.convert('L')) if im.size == (FACE_SIZE, FACE_SIZE) else face_crop(load_image(im))
+        try: face = _decode_face(p, detect)
         except Exception: bad.append(n); continue
         imgs.append(blank if face is None else face); ok.append(i); found.append(face is not None)
     if bad:
@@ -334,8 +373,19 @@ def _read_faces(paths:list, # image files
     images = np.stack(imgs) if imgs else np.zeros((0, side, side), np.uint8)
     return images, np.array(ok, dtype=np.int64), np.array(found, dtype=bool)
 
+# %% ../nbs/00_data.ipynb #81201ff4
+def _layout(root:Path, what:str, parts:list, expected:str)->Path:
+    "The first of root, root/<sub>… that holds every one of `parts`, else a one-line DataError naming the missing ones."
+    if not root.is_dir(): raise DataError(f"{what} folder not found: {root} (expected {expected})")
+    candidates = [root, *[d for d in sorted(root.iterdir()) if d.is_dir()]]
+    present = lambda base: sum((base/p).exists() for p in parts)
+    base = max(candidates, key=present)   # the folder nearest the layout names what it lacks (root on a tie)
+    if present(base) == len(parts): return base
+    raise DataError(f"{base} is not in the {what} layout: missing {' and '.join(p for p in parts if not (base/p).exists())} (expected {expected})")
+
 # %% ../nbs/00_data.ipynb #5796a831
 def _read_label_csv(path:Path)->pd.DataFrame:
+    "A FERPlus label.csv (no header: name, box, 10 vote counts) → name, box, votes_* columns."
     rows = []
     with open(path, newline='') as f:
         for r in csv.reader(f):
@@ -353,6 +403,16 @@ def _labelled(meta:pd.DataFrame, mode:str, classes:int)->tuple:
     keep &= label < classes   # with 7 classes, contempt-labelled images go
     return keep, label[keep]
 
+# %% ../nbs/00_data.ipynb #ac706030
+def _ferplus_root(root, split:str)->Path:
+    "The FERPlus folder to read `split` from, checked: a one-line DataError for an unknown split, a missing folder or another layout."
+    if split not in FERPLUS_SPLITS: raise DataError(f"unknown split {split!r}: use train, valid or test")
+    root = ferplus_dir(root)
+    if not root.is_dir(): raise DataError(f"FERPlus directory not found: {root} (set FERPLUS_DIR or pass root; expected FER2013Train/, FER2013Valid/, FER2013Test/ with label.csv)")
+    if not (root/FERPLUS_SPLITS[split]/'label.csv').is_file(): raise DataError(f"{root} is not in the FERPlus layout: missing {FERPLUS_SPLITS[split]}/label.csv (expected FER2013Train|Valid|Test/ each with label.csv and 48×48 PNGs)")
+    return root
+
+# %% ../nbs/00_data.ipynb #a29f7d41
 def _decoded_ferplus(root:Path, # a FERPlus folder (checked by the caller)
                      split:str, # train, valid or test
                      cache=None, use_cache:bool=True)->tuple:
@@ -365,6 +425,7 @@ def _decoded_ferplus(root:Path, # a FERPlus folder (checked by the caller)
     key = f'ferplus-{split}-{_fingerprint(csvp, d)}'
     return meta, _cached(key, build, cache, use_cache), key
 
+# %% ../nbs/00_data.ipynb #1d19dfea
 def load_ferplus(root=None, # the folder with FER2013Train/Valid/Test (default: ferplus_dir())
                  split:str='train', # train, valid or test
                  mode:str='majority', # label mode: majority, probability or crossentropy
@@ -375,14 +436,7 @@ def load_ferplus(root=None, # the folder with FER2013Train/Valid/Test (default: 
                 )->FaceSet:
     "Load one FERPlus split with the official label processing."
     check_mode(mode); names = class_names(classes)
-    if split not in FERPLUS_SPLITS: raise DataError(f"unknown split {split!r}: use train, valid or test")
-    root = ferplus_dir(root)
-    if not root.is_dir():
-        raise DataError(f"FERPlus directory not found: {root} (set FERPLUS_DIR or pass root; expected FER2013Train/, FER2013Valid/, FER2013Test/ with label.csv)")
-    d = root/FERPLUS_SPLITS[split]; csvp = d/'label.csv'
-    if not csvp.is_file():
-        raise DataError(f"{root} is not in the FERPlus layout: missing {FERPLUS_SPLITS[split]}/label.csv (expected FER2013Train|Valid|Test/ each with label.csv and 48×48 PNGs)")
-    meta, arr, key = _decoded_ferplus(root, split, cache, use_cache)
+    meta, arr, key = _decoded_ferplus(_ferplus_root(root, split), split, cache, use_cache)
     if reframe is not None:   # cached beside the plain faces, under the step's own name
         decoded = arr
         arr = _cached(f'{key}-{reframe.cache_key}', lambda: {**dict(zip(('images', 'failed'), reframe(decoded['images']))), 'rows': decoded['rows']}, cache, use_cache)
@@ -393,306 +447,3 @@ def load_ferplus(root=None, # the folder with FER2013Train/Valid/Test (default: 
     meta['label'] = label; meta['label_name'] = [names[i] for i in label]
     if reframe is not None: meta['reframed'] = ~arr['failed'][keep]
     return FaceSet(arr['images'][keep], meta, names)
-
-# %% ../nbs/00_data.ipynb #e4d21f70
-USAGE_TO_SPLIT = {'Training': 'train', 'PublicTest': 'valid', 'PrivateTest': 'test'}
-
-def load_fer2013_csv(fer2013_csv, # Kaggle fer2013.csv (emotion, pixels, Usage)
-                     fer2013new_csv=None, # optional FER+ votes (fer2013new.csv), same row order
-                     mode:str='majority', # label mode when FER+ votes are given
-                     classes:int=7, # 7, or 8 to keep contempt (FER+ votes only)
-                     split:str|None=None # keep only train, valid or test; None = all
-                    )->FaceSet:
-    "Load FER-2013 from its csv, with FER+ labels when `fer2013new_csv` is given."
-    check_mode(mode); names = class_names(classes)
-    p = Path(fer2013_csv)
-    if not p.is_file(): raise DataError(f"fer2013 csv not found: {p}")
-    df = pd.read_csv(p)
-    need = {'emotion', 'pixels', 'Usage'}
-    if not need <= set(df.columns):
-        raise DataError(f"{p}: expected columns emotion, pixels, Usage; found {', '.join(df.columns)}")
-    try: images = np.stack([np.array(s.split(), dtype=np.uint8).reshape(FACE_SIZE, FACE_SIZE) for s in df.pixels])
-    except (ValueError, AttributeError) as e: raise DataError(f"{p}: bad pixels column ({e})") from None
-    meta = pd.DataFrame({'source': 'fer2013', 'split': df.Usage.map(USAGE_TO_SPLIT).fillna(df.Usage),
-                         'name': [f'fer{i:07d}.png' for i in range(len(df))]})
-    if fer2013new_csv is not None:
-        new = pd.read_csv(fer2013new_csv)
-        if len(new) != len(df): raise DataError(f"{fer2013new_csv} has {len(new)} rows, {p} has {len(df)}: they must match row by row")
-        votes = new.iloc[:, 2:12].to_numpy(np.float64)
-        for c, col in enumerate(VOTE_COLUMNS): meta[col] = votes[:, c]
-        has_name = new['Image name'].notna().to_numpy()   # FER+ leaves the name empty for dropped images
-        meta.loc[has_name, 'name'] = new['Image name'][has_name].to_numpy()
-        keep, kept_labels = _labelled(meta, mode, classes)
-        label = np.full(len(meta), -1); label[keep] = kept_labels
-        keep &= has_name
-    else:
-        label = df.emotion.to_numpy(np.int64); keep = (label >= 0) & (label < 7)
-    if split is not None: keep &= (meta.split == split).to_numpy()
-    meta = meta[keep].reset_index(drop=True); meta['label'] = label[keep]
-    meta['label_name'] = [names[i] for i in meta.label]
-    return FaceSet(images[keep], meta, names)
-
-# %% ../nbs/00_data.ipynb #c7aa9827
-FOLDER_ALIASES = {
-    'anger': ['anger', 'angry', 'an', 'mad'], 'disgust': ['disgust', 'disgusted', 'di'],
-    'fear': ['fear', 'fearful', 'afraid', 'scared', 'fe'],
-    'happiness': ['happiness', 'happy', 'ha', 'joy', 'smile', 'smiling'],
-    'sadness': ['sadness', 'sad', 'sa'], 'surprise': ['surprise', 'surprised', 'su'],
-    'neutral': ['neutral', 'ne', 'calm'], 'contempt': ['contempt', 'co'],
-}
-ALIAS_TO_CLASS = {alias: name for name, aliases in FOLDER_ALIASES.items() for alias in aliases}
-IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.gif', '.webp', '.heic', '.heif', '.avif'}
-SPLIT_NAMES = {'train': 'train', 'training': 'train', 'val': 'valid', 'valid': 'valid', 'validation': 'valid', 'test': 'test'}
-
-def _class_dirs(root:Path)->list:
-    "(split, folder) pairs: root/<class>/ or root/<split>/<class>/."
-    subs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith('.'))
-    if subs and all(d.name.lower() in SPLIT_NAMES for d in subs):
-        return [(SPLIT_NAMES[s.name.lower()], d) for s in subs for d in sorted(s.iterdir()) if d.is_dir()]
-    return [('all', d) for d in subs]
-
-# %% ../nbs/00_data.ipynb #c52eed22
-def load_image_folder(root, # folder of class folders (or train/test folders of class folders)
-                      class_names:dict|None=None, # extra {folder name: our class name} mappings
-                      cache=None, # cache folder (default: cache_dir())
-                      use_cache:bool=True, # False: always decode the images
-                      detect=None # whole photos: a function photo file → S×S uint8 crop of its largest face, or None (no face)
-                     )->FaceSet:
-    "Load a `root/<class>/*.png|jpg|…` tree into a FaceSet, mapping folder names onto our classes."
-    root = Path(root)
-    if not root.is_dir(): raise DataError(f"image folder not found: {root} (expected root/<class>/*.png|jpg)")
-    aliases = {**ALIAS_TO_CLASS, **{k.lower(): v for k, v in (class_names or {}).items()}}
-    bad = [v for v in aliases.values() if v not in CLASSES + (CONTEMPT,)]
-    if bad: raise DataError(f"class_names maps onto unknown classes {bad}: use {', '.join(CLASSES + (CONTEMPT,))}")
-    mapped, unmapped = [], []
-    for split, d in _class_dirs(root):
-        c = aliases.get(d.name.lower())
-        (mapped if c else unmapped).append((split, d, c))
-    if not mapped:
-        raise DataError(f"{root}: no folder names match a class ({', '.join(sorted({d.name for _, d, _ in unmapped})) or 'no subfolders'}); expected root/<class>/ with e.g. angry, happy, neutral, or pass class_names")
-    if unmapped:
-        warnings.warn(f"{root}: ignored folders that match no class: {', '.join(sorted({d.name for _, d, _ in unmapped}))} (pass class_names={{folder: class}} to use them)")
-    files = [(split, c, f) for split, d, c in mapped for f in sorted(d.rglob('*')) if f.suffix.lower() in IMAGE_EXTS]
-    if not files: raise DataError(f"{root}: class folders hold no images ({', '.join(sorted(IMAGE_EXTS))})")
-    names = [str(f.relative_to(root)) for _, _, f in files]
-    how = 'crops' if detect is None else f"photos-{getattr(detect, 'cache_key', getattr(detect, '__qualname__', type(detect).__name__))}"
-    arr = _cached(f'folder-{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}-{how}-{_fingerprint(*[f for _, _, f in files])}',
-                  lambda: dict(zip(('images', 'rows', 'found'), _read_faces([f for *_, f in files], names, str(root), detect))), cache, use_cache)
-    keep = arr['rows']
-    cls = class_names_for([files[i][1] for i in keep])
-    meta = pd.DataFrame({'source': root.name, 'split': [files[i][0] for i in keep], 'name': [names[i] for i in keep],
-                         'label_name': [files[i][1] for i in keep]})
-    meta['label'] = [cls.index(c) for c in meta.label_name]
-    columns = ['source', 'split', 'name', 'label', 'label_name']
-    if detect is not None:   # photos without a face stay in the set (a blank crop), marked, never dropped
-        meta['face_found'] = arr['found'].astype(bool); columns.append('face_found')
-        if not meta.face_found.all():
-            warnings.warn(f"{root}: no face found in {int((~meta.face_found).sum())} of {len(meta)} photos")
-    return FaceSet(arr['images'], meta[columns], cls)
-
-def class_names_for(labels)->tuple:
-    "The 7 classes, plus contempt when any label is contempt."
-    return class_names(8 if CONTEMPT in set(labels) else 7)
-
-# %% ../nbs/00_data.ipynb #e8b50f5f
-RAFDB_LABELS = {1: 'surprise', 2: 'fear', 3: 'disgust', 4: 'happiness', 5: 'sadness', 6: 'anger', 7: 'neutral'}
-RAFDB_LIST, RAFDB_IMAGES = 'EmoLabel/list_patition_label.txt', 'Image/aligned'
-
-def _layout(root:Path, what:str, parts:list, expected:str)->Path:
-    "The first of root, root/<sub>… that holds every one of `parts`, else a one-line DataError naming the missing ones."
-    if not root.is_dir(): raise DataError(f"{what} folder not found: {root} (expected {expected})")
-    candidates = [root, *[d for d in sorted(root.iterdir()) if d.is_dir()]]
-    present = lambda base: sum((base/p).exists() for p in parts)
-    base = max(candidates, key=present)   # the folder nearest the layout names what it lacks (root on a tie)
-    if present(base) == len(parts): return base
-    raise DataError(f"{base} is not in the {what} layout: missing {' and '.join(p for p in parts if not (base/p).exists())} (expected {expected})")
-
-def _read_rafdb_list(path:Path)->pd.DataFrame:
-    "list_patition_label.txt → name, code rows (one-line error naming a bad line)."
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip(): continue
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) not in RAFDB_LABELS:
-            raise DataError(f"{path}:{n}: expected '<name>.jpg <label 1-7>', found {line.strip()!r}")
-        rows.append((parts[0], int(parts[1])))
-    return pd.DataFrame(rows, columns=['name', 'code'])
-
-# %% ../nbs/00_data.ipynb #be5244ed
-RAFDB_SHARED = 'DATASET/{train,test}/{1..7}/*_aligned.jpg with train_labels.csv and test_labels.csv (columns image, label)'
-
-def _rafdb_shared(root:Path)->pd.DataFrame|None:
-    "name, code, split, path of every face in the widely shared RAF-DB copy (RAFDB_SHARED), or None when root is not one."
-    if not root.is_dir(): return None
-    base = next((b for b in [root, *sorted(d for d in root.iterdir() if d.is_dir())]
-                 if (b/'DATASET').is_dir() and any((b/f'{s}_labels.csv').is_file() for s in ('train', 'test'))), None)
-    if base is None: return None
-    rows = []
-    for split in ('train', 'test'):
-        f = base/f'{split}_labels.csv'
-        if not f.is_file(): continue
-        t = pd.read_csv(f)
-        if not {'image', 'label'} <= set(t.columns): raise DataError(f"{f}: expected columns image and label, found {', '.join(map(str, t.columns))}")
-        bad = t[~t.label.isin(list(RAFDB_LABELS))]
-        if len(bad): raise DataError(f"{f}: {bad.image.iat[0]} has label {str(bad.label.iat[0])!r}, not one of RAF-DB's 1-7")
-        rows += [(n, int(c), split, base/'DATASET'/split/str(int(c))/n) for n, c in zip(t.image, t.label)]
-    out = pd.DataFrame(rows, columns=['name', 'code', 'split', 'path'])
-    out.attrs['sources'] = [base/'DATASET', *[f for f in (base/'train_labels.csv', base/'test_labels.csv') if f.is_file()]]   # what the cache key follows
-    return out
-
-def load_rafdb(root, # RAF-DB's basic/ folder or the folder above it; or the shared copy (DATASET/ with train_labels.csv, test_labels.csv)
-               split:str|None=None, # train or test (from the file names); None = both
-               cache=None, # cache folder (default: cache_dir())
-               use_cache:bool=True # False: always decode the images
-              )->FaceSet:
-    "Load RAF-DB basic (aligned faces + list_patition_label.txt) into a FaceSet, labels in our class order."
-    if split not in (None, 'train', 'test'): raise DataError(f"RAF-DB has splits train and test, not {split!r}")
-    labels = _rafdb_shared(Path(root))
-    if labels is None:   # the official layout
-        base = _layout(Path(root), 'RAF-DB basic', [RAFDB_LIST, RAFDB_IMAGES], f'EmoLabel/list_patition_label.txt and Image/aligned/*_aligned.jpg, or {RAFDB_SHARED}')
-        labels = _read_rafdb_list(base/RAFDB_LIST)
-        labels = labels.assign(split=np.where(labels.name.str.startswith('test'), 'test', 'train'),
-                               path=[base/RAFDB_IMAGES/name.replace('.jpg', '_aligned.jpg') for name in labels.name])
-        labels.attrs['sources'] = [base/RAFDB_LIST, base/RAFDB_IMAGES]
-    files = list(labels.path)
-    arr = _cached(f'rafdb-{_fingerprint(*labels.attrs["sources"])}',
-                  lambda: dict(zip(('images', 'rows', 'found'), _read_faces(files, list(labels.name), 'RAF-DB'))), cache, use_cache)
-    kept = labels.iloc[arr['rows']].reset_index(drop=True)
-    meta = pd.DataFrame({'source': 'rafdb', 'split': kept.split, 'name': kept.name, 'label_name': kept.code.map(RAFDB_LABELS)})
-    meta['label'] = [CLASSES.index(c) for c in meta.label_name]
-    faceset = FaceSet(arr['images'], meta[['source', 'split', 'name', 'label', 'label_name']], CLASSES)
-    return faceset if split is None else faceset[(faceset.meta.split == split).to_numpy()]
-
-# %% ../nbs/00_data.ipynb #c9492635
-AFFECTNET_LABELS = {0: 'neutral', 1: 'happiness', 2: 'sadness', 3: 'surprise', 4: 'fear', 5: 'disgust', 6: 'anger', 7: 'contempt'}
-AFFECTNET_LISTS = {'train': 'training.csv', 'valid': 'validation.csv'}
-AFFECTNET_COLUMNS = ('subDirectory_filePath', 'face_x', 'face_y', 'face_width', 'face_height', 'expression')
-
-AFFECTNET_YOLO_LABELS = {0: 'anger', 1: 'contempt', 2: 'disgust', 3: 'fear', 4: 'happiness', 5: 'neutral', 6: 'sadness', 7: 'surprise'}
-
-def _affectnet_yolo(root:Path, split:str)->pd.DataFrame|None:
-    "path, expression, box (centre x, centre y, width, height, as fractions) of one split of AffectNet's YOLO_format copy; None when root is not one."
-    cands = [root, root/'YOLO_format', *sorted(d for d in root.iterdir() if d.is_dir())] if root.is_dir() else []
-    splits = lambda b: [s for s in ('train', 'valid', 'test') if (b/s/'images').is_dir() and (b/s/'labels').is_dir()]
-    base = next((b for b in cands if splits(b)), None)
-    if base is None: return None
-    if split not in splits(base): raise DataError(f"{base} (AffectNet, YOLO_format) has splits {', '.join(splits(base))}, not {split!r}")
-    rows = []
-    for img in sorted((base/split/'images').iterdir()):
-        label = base/split/'labels'/f'{img.stem}.txt'
-        if img.suffix.lower() not in IMAGE_EXTS or not label.is_file(): continue
-        parts = label.read_text().split()
-        if len(parts) < 5 or not parts[0].isdigit() or int(parts[0]) not in AFFECTNET_YOLO_LABELS:
-            raise DataError(f"{label}: expected 'class x y w h' with a class 0-7, found {label.read_text().strip()[:60]!r}")
-        rows.append((img, f'{split}/images/{img.name}', AFFECTNET_YOLO_LABELS[int(parts[0])], tuple(map(float, parts[1:5]))))
-    out = pd.DataFrame(rows, columns=['path', 'name', 'label_name', 'box'])
-    out.attrs['sources'] = [base/split/'images', base/split/'labels']
-    return out
-
-def _yolo_crop(job, margin:float)->np.ndarray:
-    "The face crop of (image path, YOLO box as fractions of the picture)."
-    im = load_image(job[0]); W, H = im.size; cx, cy, w, h = job[1]
-    return face_crop(im, ((cx - w/2)*W, (cy - h/2)*H, w*W, h*H), margin=margin)
-
-def load_affectnet(root, # the AffectNet folder (Manually_Annotated_file_lists/ and Manually_Annotated_Images/), or its YOLO_format copy
-                   split:str='train', # train (training.csv) or valid (validation.csv); the YOLO_format copy has test too
-                   classes:int=7, # 7 drops contempt, 8 keeps it
-                   margin:float=0.0, # widen each face box by this fraction on each side
-                   cache=None, # cache folder (default: cache_dir())
-                   use_cache:bool=True # False: always decode the images
-                  )->FaceSet:
-    "Load one AffectNet list (paths, face boxes, expression ids) into a FaceSet; non-expressions (8–10) are dropped."
-    names = class_names(classes)
-    yolo = _affectnet_yolo(Path(root), split)
-    if yolo is not None:   # the YOLO_format copy: {train,valid,test}/{images,labels}, a class per labels/*.txt
-        yolo = yolo[yolo.label_name.isin(names)].reset_index(drop=True)
-        jobs = list(zip(yolo.path, yolo.box))
-        arr = _cached(f'affectnet-yolo-{split}-{margin}-{len(names)}-{_fingerprint(*yolo.attrs["sources"])}',
-                      lambda: dict(zip(('images', 'rows', 'found'), _read_faces(jobs, list(yolo.name), f'AffectNet {split}', lambda j: _yolo_crop(j, margin)))),
-                      cache, use_cache)
-        kept = yolo.iloc[arr['rows']].reset_index(drop=True)
-        meta = pd.DataFrame({'source': 'affectnet', 'split': split, 'name': kept.name, 'label_name': kept.label_name})
-        meta['label'] = [names.index(c) for c in meta.label_name]
-        return FaceSet(arr['images'], meta[['source', 'split', 'name', 'label', 'label_name']], names)
-    if split not in AFFECTNET_LISTS: raise DataError(f"AffectNet has splits train and valid, not {split!r}")
-    listing = f'Manually_Annotated_file_lists/{AFFECTNET_LISTS[split]}'
-    base = _layout(Path(root), 'AffectNet', [listing, 'Manually_Annotated_Images'], f'{listing} and Manually_Annotated_Images/')
-    table = pd.read_csv(base/listing)
-    missing = [c for c in AFFECTNET_COLUMNS if c not in table.columns]
-    if missing: raise DataError(f"{base/listing}: missing column(s) {', '.join(missing)} (AffectNet's lists have {', '.join(AFFECTNET_COLUMNS)}, …)")
-    table = table[table.expression.isin([k for k, c in AFFECTNET_LABELS.items() if c in names])].reset_index(drop=True)
-    boxes = table[['face_x', 'face_y', 'face_width', 'face_height']].to_numpy(np.float64)
-    jobs = [(base/'Manually_Annotated_Images'/p, tuple(b)) for p, b in zip(table.subDirectory_filePath, boxes)]
-    arr = _cached(f'affectnet-{split}-{margin}-{len(names)}-{_fingerprint(base/listing)}',   # 7 or 8 classes: other rows
-                  lambda: dict(zip(('images', 'rows', 'found'), _read_faces(jobs, list(table.subDirectory_filePath), f'AffectNet {split}',
-                                                                          lambda job: face_crop(load_image(job[0]), job[1], margin=margin)))), cache, use_cache)
-    kept = table.iloc[arr['rows']].reset_index(drop=True)
-    meta = pd.DataFrame({'source': 'affectnet', 'split': split, 'name': kept.subDirectory_filePath, 'label_name': kept.expression.map(AFFECTNET_LABELS)})
-    meta['label'] = [names.index(c) for c in meta.label_name]
-    return FaceSet(arr['images'], meta[['source', 'split', 'name', 'label', 'label_name']], names)
-
-# %% ../nbs/00_data.ipynb #2b4f9066
-def concat(*sets:FaceSet)->FaceSet:
-    "Join FaceSets from any sources into one."
-    if not sets: raise DataError("concat needs at least one FaceSet")
-    cls = max((s.classes for s in sets), key=len)
-    for s in sets:
-        if tuple(cls[:len(s.classes)]) != tuple(s.classes): raise DataError(f"class lists disagree: {s.classes} vs {cls}")
-    meta = pd.concat([s.meta for s in sets], ignore_index=True)
-    return FaceSet(np.concatenate([s.images for s in sets]), meta, cls)
-
-# %% ../nbs/00_data.ipynb #7c36be95
-def ferplus_summary(root=None, # FERPlus folder (default: ferplus_dir())
-                    classes:int=7 # 7, or 8 with contempt
-                   )->pd.DataFrame:
-    "Faces per split and class (majority labels), plus the counts kept by each label mode."
-    rows = {}
-    for split in FERPLUS_SPLITS:
-        faceset = load_ferplus(root, split, 'majority', classes)
-        rows[split] = {**dict(zip(faceset.classes, faceset.class_counts())), 'majority': len(faceset),
-                       'crossentropy': len(load_ferplus(root, split, 'crossentropy', classes))}
-    return pd.DataFrame(rows).T
-
-# %% ../nbs/00_data.ipynb #724d790c
-def _data_cmd(args)->int:
-    import time
-    t = time.time(); df = ferplus_summary(args.dir, args.classes)
-    print(f"FERPlus at {ferplus_dir(args.dir)} (cache: {cache_dir()}), loaded in {time.time()-t:.1f}s")
-    print(df.to_string())
-    return 0
-
-def add_cli(sub):
-    "Add `fer-nb data` to the CLI."
-    p = sub.add_parser('data', help='build the FERPlus cache and print a summary')
-    p.add_argument('--dir', help='FERPlus folder (default: $FERPLUS_DIR or data/raw/ferplus)')
-    p.add_argument('--classes', type=int, default=7, choices=(7, 8))
-    p.set_defaults(func=_data_cmd)
-
-# %% ../nbs/00_data.ipynb #c2356eb2
-def plot_class_balance(*sets:FaceSet, ax=None):
-    "A seaborn bar chart of images per class for each FaceSet (hue = split)."
-    import seaborn as sns, matplotlib.pyplot as plt
-    df = pd.concat([s.meta.assign(split=s.meta.split) for s in sets], ignore_index=True)
-    ax = ax or plt.subplots(figsize=(8, 3))[1]
-    order = [c for c in max((s.classes for s in sets), key=len)]
-    sns.countplot(data=df, x='label_name', hue='split', order=order, ax=ax)
-    ax.set_xlabel(''); ax.set_ylabel('images'); ax.set_title('images per class')
-    return ax
-
-def show_faces(faceset:FaceSet, # the faces
-               per_class:int=8, # columns per class row
-               seed:int=0 # which examples
-              ):
-    "A grid with a row of example faces for every class."
-    import matplotlib.pyplot as plt
-    rng = np.random.default_rng(seed)
-    fig, axs = plt.subplots(len(faceset.classes), per_class, figsize=(per_class*0.9, len(faceset.classes)*0.95), squeeze=False)
-    for r, c in enumerate(faceset.classes):
-        idx = np.flatnonzero(faceset.labels == r)
-        pick = rng.choice(idx, min(per_class, len(idx)), replace=False) if len(idx) else []
-        for k, ax in enumerate(axs[r]):
-            ax.axis('off')
-            if k < len(pick): ax.imshow(faceset.images[pick[k]], cmap='gray', vmin=0, vmax=255)
-        axs[r, 0].set_title(c, loc='left', fontsize=9)
-    fig.tight_layout()
-    return fig

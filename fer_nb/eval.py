@@ -13,9 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .cli import add_checkpoint_option, add_prior_option
-from .data import (CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError,
-                         class_names, concat, ferplus_dir, load_affectnet, load_rafdb, load_ferplus,
-                         load_fer2013_csv, load_image_folder)
+from .data import CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, class_names, ferplus_dir, load_ferplus
+from .importers import concat, load_affectnet, load_fer2013_csv, load_image_folder, load_rafdb
 from .backbones import BACKBONES
 from .model import (PRIORS, CheckpointError, atomic_write, checkpoint_path, choose_checkpoint, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
                           predict_logits, read_checkpoint, resolve_model, shipped_model_path,

@@ -12,8 +12,8 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import (DataError, FerError, FaceSet, LABEL_MODES, _cached, class_names, ferplus_dir, load_affectnet, load_fer2013_csv, load_ferplus,
-                         load_image_folder, load_rafdb)
+from .data import DataError, FerError, FaceSet, LABEL_MODES, _cached, class_names, ferplus_dir, load_ferplus
+from .importers import load_affectnet, load_fer2013_csv, load_image_folder, load_rafdb
 from .backbones import BACKBONES, init_from_backbone
 from .model import create_model, list_models, predict_logits, save_checkpoint, read_checkpoint, CheckpointError
 # the settings have their own chapter (02_settings); their names stay importable from here, as configs, tests and notebooks use them

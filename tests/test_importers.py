@@ -3,7 +3,8 @@ import warnings
 import numpy as np
 import pytest
 
-from fer_nb.data import CLASSES, DataError, load_affectnet, load_rafdb
+from fer_nb.data import CLASSES, DataError
+from fer_nb.importers import load_affectnet, load_rafdb
 from fer_nb.faces import box_face_crops, largest_face_crop, load_expw
 from fer_nb.synthetic import make_affectnet_tree, make_expw_tree, make_rafdb_tree
 
