@@ -21,6 +21,16 @@ __all__ = ['VOTE_ROWS', 'BANDS', 'RAFDB_CODES', 'AFFECTNET_CODES', 'AFFECTNET_HE
 VOTE_ROWS = {'neutral': [10, 0, 0, 0, 0, 0, 0, 0, 0, 0], 'happiness': [0, 10, 0, 0, 0, 0, 0, 0, 0, 0],
              'anger': [0, 0, 0, 0, 10, 0, 0, 0, 0, 0]}
 
+def _write_band_split(d:Path, m:int, rng, votes_for:list):
+    "m faces of the three brightness bands into folder d, and its label.csv (votes_for: one vote row per band)."
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d/'label.csv', 'w') as f:
+        for i in range(m):
+            k = i % 3
+            Image.fromarray(rng.integers(0, 60, (48, 48)).astype(np.uint8) + np.uint8(90*k)).save(d/f'fer{i:07d}.png')
+            f.write(f'fer{i:07d}.png,"(0, 0, 48, 48)",' + ','.join(map(str, votes_for[k])) + '\n')
+
+# %% ../nbs/07_synthetic.ipynb #e2ee9e7f
 def make_tiny_ferplus(root, # folder to create the tree in
                       n:int=256, # training faces (valid and test get n/4 each)
                       seed:int=0 # random source
@@ -28,13 +38,7 @@ def make_tiny_ferplus(root, # folder to create the tree in
     "A synthetic FERPlus tree (train/valid/test) whose classes are learnable dark/mid/bright patterns."
     rng = np.random.default_rng(seed); root = Path(root)
     votes_for = [VOTE_ROWS['anger'], VOTE_ROWS['happiness'], VOTE_ROWS['neutral']]   # by brightness band
-    for split, m in [('FER2013Train', n), ('FER2013Valid', n//4), ('FER2013Test', n//4)]:
-        d = root/split; d.mkdir(parents=True, exist_ok=True)
-        with open(d/'label.csv', 'w') as f:
-            for i in range(m):
-                k = i % 3
-                Image.fromarray(rng.integers(0, 60, (48, 48)).astype(np.uint8) + np.uint8(90*k)).save(d/f'fer{i:07d}.png')
-                f.write(f'fer{i:07d}.png,"(0, 0, 48, 48)",' + ','.join(map(str, votes_for[k])) + '\n')
+    for split, m in [('FER2013Train', n), ('FER2013Valid', n//4), ('FER2013Test', n//4)]: _write_band_split(root/split, m, rng, votes_for)
     return root
 
 # %% ../nbs/07_synthetic.ipynb #a9105788
@@ -80,6 +84,7 @@ def make_folder_tree(root, seed:int=0)->Path:
     (root/'train'/'happy'/'broken.png').write_bytes(b'\x89PNG garbage')
     return root
 
+# %% ../nbs/07_synthetic.ipynb #ce57612b
 def make_folder_set(root, per_class:int=6, seed:int=0, size:int=48)->Path:
     "A flat class-folder tree (happy, angry, contempt; no neutral) with make_tiny_ferplus's brightness patterns."
     rng = np.random.default_rng(seed); root = Path(root)
@@ -98,11 +103,21 @@ def sample_photo()->Image.Image:
     from skimage import data
     return Image.fromarray(data.astronaut())
 
+# %% ../nbs/07_synthetic.ipynb #fd2e2159
 def sample_frame(width:int=640 # frame width; the height is 3/4 of it
                 )->Image.Image:
     "The astronaut cropped to 4:3 and resized: a 640×480 photo, or a camera frame of any width."
     return sample_photo().crop((0, 64, 512, 448)).resize((width, width*3//4), Image.BICUBIC)
 
+# %% ../nbs/07_synthetic.ipynb #efc1664c
+def _astronaut_on_gray(face:Image.Image, rng)->Image.Image:
+    "The astronaut at a random place and size on a 480×400 plain background."
+    side = int(rng.integers(200, 320))
+    canvas = Image.new('RGB', (480, 400), tuple(int(v) for v in rng.integers(60, 200, 3)))
+    canvas.paste(face.resize((side, side)), (int(rng.integers(0, 480 - side)), int(rng.integers(0, 400 - side))))
+    return canvas
+
+# %% ../nbs/07_synthetic.ipynb #44001b24
 def make_photo_folder(root, # folder to create
                       per_class:int=2, # face photos per class folder
                       classes=('happy', 'neutral'), # class folder names
@@ -112,11 +127,7 @@ def make_photo_folder(root, # folder to create
     rng = np.random.default_rng(seed); root = Path(root); face = sample_photo()
     for c in classes:
         (root/c).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            side = int(rng.integers(200, 320))
-            canvas = Image.new('RGB', (480, 400), tuple(int(v) for v in rng.integers(60, 200, 3)))
-            canvas.paste(face.resize((side, side)), (int(rng.integers(0, 480 - side)), int(rng.integers(0, 400 - side))))
-            canvas.save(root/c/f'face{i}.jpg', quality=90)
+        for i in range(per_class): _astronaut_on_gray(face, rng).save(root/c/f'face{i}.jpg', quality=90)
         for i in range(no_face):
             Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(root/c/f'noface{i}.jpg')
     return root
@@ -131,6 +142,7 @@ def group_photo(photo:Image.Image|None=None, # the face to repeat (default: the 
         x, y = 20 + i*195, 60 + (i % 2)*120; g.paste(head, (x, y)); heads.append((x, y, head.width, head.height))
     return g, heads
 
+# %% ../nbs/07_synthetic.ipynb #849493d2
 def face_grid(photo:Image.Image|None=None, # the face to repeat (default: the astronaut)
               n_cols:int=6, n_rows:int=5, # the grid
               face:int=30, # face side in pixels
@@ -144,6 +156,7 @@ def face_grid(photo:Image.Image|None=None, # the face to repeat (default: the as
         r, c = divmod(i, n_cols); g.paste(head, (c*cw + (cw - head.width)//2, r*ch + (ch - head.height)//2))
     return g
 
+# %% ../nbs/07_synthetic.ipynb #a79978a9
 def write_crowd_clip(path, # the .mp4 to write
                      frames:int=100, size=(640, 360), faces:int=6, fps:int=25)->Path:
     "Several astronaut heads drifting across a frame (the real-time video case)."
@@ -167,6 +180,7 @@ def _band(rng, cls:str, shape)->np.ndarray:
     "A random face of `cls`'s brightness band."
     return (rng.integers(0, 60, shape) + 90*BANDS[cls]).astype(np.uint8)
 
+# %% ../nbs/07_synthetic.ipynb #1aea862c
 def make_rafdb_tree(root, # folder to create; the tree goes into root/basic
                     n:int=12, # faces: the first 3/4 train_*, the rest test_*
                     seed:int=0)->Path:
@@ -185,6 +199,14 @@ def make_rafdb_tree(root, # folder to create; the tree goes into root/basic
 # %% ../nbs/07_synthetic.ipynb #13f49008
 AFFECTNET_HEADER = 'subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal'
 
+def _affectnet_picture(rng, cls:str)->tuple:
+    "A 120×90 noisy picture with a face of `cls`'s band at a random place: (picture, x, y, side)."
+    picture = rng.integers(0, 255, (90, 120, 3)).astype(np.uint8)
+    x, y, side = int(rng.integers(0, 40)), int(rng.integers(0, 20)), 64
+    picture[y:y + side, x:x + side] = _band(rng, cls, (side, side))[..., None]
+    return picture, x, y, side
+
+# %% ../nbs/07_synthetic.ipynb #41b8a4fb
 def make_affectnet_tree(root, # folder to create
                         n:int=12, # faces per list (training.csv, validation.csv), plus one row of each dropped code
                         seed:int=0)->Path:
@@ -196,17 +218,13 @@ def make_affectnet_tree(root, # folder to create
         for i in range(n + 4):
             cls = list(BANDS)[i % 3]; code = AFFECTNET_CODES[cls] if i < n else 7 + i - n   # then contempt, none, uncertain, no-face
             rel = f'{100 + i % 2}/{listing}_{i:04d}.jpg'; (root/'Manually_Annotated_Images'/rel).parent.mkdir(parents=True, exist_ok=True)
-            picture = rng.integers(0, 255, (90, 120, 3)).astype(np.uint8)
-            x, y, side = int(rng.integers(0, 40)), int(rng.integers(0, 20)), 64
-            picture[y:y + side, x:x + side] = _band(rng, cls, (side, side))[..., None]
+            picture, x, y, side = _affectnet_picture(rng, cls)
             Image.fromarray(picture).save(root/'Manually_Annotated_Images'/rel, quality=95)
             rows.append(f'{rel},{x},{y},{side},{side},"1.0;2.0",{code},0.1,-0.2')
         (root/'Manually_Annotated_file_lists'/f'{listing}.csv').write_text('\n'.join(rows) + '\n')
     return root
 
 # %% ../nbs/07_synthetic.ipynb #syn0shr2
-YOLO_CODES = {'anger': 0, 'happiness': 4, 'neutral': 5}   # AffectNet's YOLO copy: 0 anger, 1 contempt, 2 disgust, 3 fear, 4 happy, 5 neutral, 6 sad, 7 surprise
-
 def make_rafdb_shared_tree(root, # folder to create
                            n:int=12, # faces: the first 3/4 in train, the rest in test
                            seed:int=0)->Path:
@@ -219,6 +237,9 @@ def make_rafdb_shared_tree(root, # folder to create
         rows[split].append(f'{name},{code}')
     for split, lines in rows.items(): (root/f'{split}_labels.csv').write_text('\n'.join(lines) + '\n')
     return root
+
+# %% ../nbs/07_synthetic.ipynb #84f796f6
+YOLO_CODES = {'anger': 0, 'happiness': 4, 'neutral': 5}   # AffectNet's YOLO copy: 0 anger, 1 contempt, 2 disgust, 3 fear, 4 happy, 5 neutral, 6 sad, 7 surprise
 
 def make_affectnet_yolo_tree(root, # folder to create; the copy goes into root/YOLO_format
                              n:int=6, # faces per split (train, valid, test), plus one contempt face each
@@ -237,6 +258,14 @@ def make_affectnet_yolo_tree(root, # folder to create; the copy goes into root/Y
 # %% ../nbs/07_synthetic.ipynb #48ea22d9
 ASTRONAUT_FACE = (178, 65, 91, 111)   # YuNet's box (x, y, w, h) of the face in samples/astronaut.png (512×512)
 
+def _expw_picture(face:Image.Image, rng, path:Path)->tuple:
+    "Save a 640×480 picture with the astronaut at a random place and size: (x, y, side) of where she is."
+    side = int(rng.integers(200, 320)); px, py = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - side))
+    canvas = Image.new('RGB', (640, 480), tuple(int(v) for v in rng.integers(60, 200, 3)))
+    canvas.paste(face.resize((side, side)), (px, py)); canvas.save(path, quality=92)
+    return px, py, side
+
+# %% ../nbs/07_synthetic.ipynb #0d130b94
 def make_expw_tree(root, # folder to create
                    pictures:int=3, # whole pictures, each with the astronaut at another place and size
                    seed:int=0)->Path:
@@ -245,9 +274,7 @@ def make_expw_tree(root, # folder to create
     (root/'image'/'origin').mkdir(parents=True, exist_ok=True); (root/'label').mkdir(parents=True, exist_ok=True)
     lines = []
     for k in range(pictures):
-        side = int(rng.integers(200, 320)); px, py = int(rng.integers(0, 640 - side)), int(rng.integers(0, 480 - side))
-        canvas = Image.new('RGB', (640, 480), tuple(int(v) for v in rng.integers(60, 200, 3)))
-        canvas.paste(face.resize((side, side)), (px, py)); canvas.save(root/'image'/'origin'/f'picture_{k}.jpg', quality=92)
+        px, py, side = _expw_picture(face, rng, root/'image'/'origin'/f'picture_{k}.jpg')
         x, y, w, h = (v*side/512 for v in ASTRONAUT_FACE)
         left, top = px + x, py + y
         lines.append(f'picture_{k}.jpg 0 {top:.0f} {left:.0f} {left + w:.0f} {top + h:.0f} 88.5 3')   # 3 = happy
@@ -263,16 +290,19 @@ def upload(name:str, # the file's name
     return dict(name=name, type=type, size=len(content), content=memoryview(content),
                 last_modified=datetime.datetime.now(datetime.timezone.utc))
 
+# %% ../nbs/07_synthetic.ipynb #7065fad8
 def png_bytes(im:Image.Image)->bytes:
     "A PIL image as PNG bytes."
     import io
     b = io.BytesIO(); im.save(b, format='PNG'); return b.getvalue()
 
+# %% ../nbs/07_synthetic.ipynb #fbc3a92d
 def jpeg_bytes(im:Image.Image, quality:int=90, **kw)->bytes:
     "A PIL image as JPEG bytes, as an upload or a camera would send it."
     import io
     b = io.BytesIO(); im.save(b, format='JPEG', quality=quality, **kw); return b.getvalue()
 
+# %% ../nbs/07_synthetic.ipynb #bfa6f5d8
 def write_clip(path, # the .mp4 to write
                frames:int=8, # frames; the head is in all but the last two
                size=(320, 240), # frame width, height
