@@ -101,7 +101,7 @@ class SharedPredictor(Predictor):
                  max_faces:int=BATCH_FACES, # the largest classification batch
                  wait_ms:float=0.0 # how long a batch waits for other requests' faces
                 ):
-        vars(self).update(vars(predictor))
+        vars(self).update(vars(predictor))   # the Predictor's state, not a copy of its objects: the same model, session and detector
         self.batcher, self.find_lock = FaceBatcher(predictor.classify, max_faces, wait_ms), find_lock
 
     def find(self, im, scale:float=1.0)->list:
