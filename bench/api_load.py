@@ -95,7 +95,7 @@ def main():
     print(f'load: os.getloadavg() = {os.getloadavg()[0]:.1f} (another core may be training a model)')
     proc = None; url = a.url
     if not url:
-        from fer_nb.serve import free_port
+        from fer_nb.model_service import free_port
         port = free_port(); url = f'http://127.0.0.1:{port}/'
         cmd = [sys.executable, '-m', 'fer_nb.cli', 'serve', '--port', str(port), '--pool', '1', *shlex.split(a.serve_args)]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

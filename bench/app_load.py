@@ -185,7 +185,7 @@ def main():
     ap.add_argument('--timeout', type=float, default=120, help='seconds a visitor waits for each step')
     a = ap.parse_args()
     if find_chromium() is None: print('Chromium not found: `make browser` installs it'); return 2
-    from fer_nb.serve import free_port
+    from fer_nb.model_service import free_port
     n, kind = a.visitors, a.page
     if (os.cpu_count() or 1) >= 2 and hasattr(os, 'sched_setaffinity'):
         server_cores, browser_cores = SERVER_CORES, BROWSER_CORES

@@ -2,646 +2,20 @@
 
 # %% ../nbs/11_serve.ipynb #sv000004
 from __future__ import annotations
-import base64, collections, copy, functools, html, io, json, os, queue, signal, socket, subprocess, sys, threading, time
-import urllib.error, urllib.parse, urllib.request
-from concurrent.futures import Future, ThreadPoolExecutor
-import ipaddress
+import ipaddress, os, signal, socket, subprocess, sys, time
 from pathlib import Path
 
-import numpy as np
 from fastcore.basics import patch
-import tornado.httpclient, tornado.httputil, tornado.ioloop, tornado.web
 
 from .cli import add_checkpoint_option
-from .data import PRIORS, DataError, FerError, find_file
-from .predict import Face
+from .client import RemotePredictor
+from .data import DataError, FerError
+from .model_service import BATCH_FACES, MAX_UPLOAD_MB, MODEL_URL_ENV, QUEUE_LIMIT, add_service_options, free_port, model_command, run_model_process
+from .notebook_app import CULL_IDLE_S, POOL_SIZE, app_notebook, voila_command, voila_web
+from .web import add_web_options, terminal_qr, tls_context
 
 # %% auto #0
-__all__ = ['MAX_UPLOAD_MB', 'QUEUE_LIMIT', 'RETRY_AFTER_S', 'MODEL_URL_ENV', 'ROOM_WINDOW_S', 'PAGE_POLICY', 'POOL_SIZE',
-           'CULL_IDLE_S', 'WATCHDOG_JS', 'LOOPBACK', 'ApiError', 'error_status', 'prior_weights', 'under_prior',
-           'FaceBatcher', 'ModelService', 'JsonHandler', 'NotFoundHandler', 'too_large', 'UploadHandler',
-           'PredictHandler', 'HealthHandler', 'model_app', 'RemotePredictor', 'photo_bytes', 'free_port',
-           'start_model_thread', 'ApiProxyHandler', 'RoomCounts', 'static_dir', 'StaticFile', 'PageFile', 'PageOff',
-           'qr_svg', 'terminal_qr', 'QrPage', 'RoomCountsHandler', 'light_handlers', 'tls_context', 'voila_web',
-           'app_notebook', 'voila_command', 'app_predictor', 'kernel_watchdog', 'model_command', 'run_model_process',
-           'public_urls', 'serve_banner', 'serve', 'add_cli']
-
-# %% ../nbs/11_serve.ipynb #sv000009
-MAX_UPLOAD_MB = 50        # bigger than any phone photo; a body past this is refused (413) before it is all read
-QUEUE_LIMIT = 64          # requests running or waiting in the model process before new ones get 503
-RETRY_AFTER_S = 1         # what a 503 asks the client to wait
-MODEL_URL_ENV = 'FER_NB_MODEL_URL'   # where page kernels find the model process (set by `fer-nb serve`)
-
-class ApiError(FerError):
-    "A request the API refuses: an HTTP status, the one line the client reads, when to retry (503) and why (busy | restarting)."
-    def __init__(self, status:int, message:str, retry_after:int|None=None, reason:str|None=None):
-        super().__init__(message); self.status, self.retry_after, self.reason = status, retry_after, reason
-
-def error_status(e:BaseException # what answering a request raised
-                )->tuple:
-    "(HTTP status, one-line message): the client's mistakes are 4xx, the server's own trouble 500, and no traceback either way."
-    if isinstance(e, ApiError): return e.status, str(e)
-    if isinstance(e, DataError): return 400, str(e)           # the photo: empty, corrupt, not an image, too many pixels
-    if isinstance(e, FerError): return 500, str(e)            # the model's side (a checkpoint…), said in one line
-    return 500, f"internal error ({type(e).__name__}); the server logged it and keeps serving"
-
-# %% ../nbs/11_serve.ipynb #sv000013
-def prior_weights(checkpoint:dict # the checkpoint dict (Predictor.checkpoint)
-                 )->dict:
-    "{prior: C factors} turning probabilities under the uniform prior into those under each prior."
-    from fer_nb.model import prior_bias
-    base = prior_bias(checkpoint, 'uniform').double().numpy()
-    return {p: np.exp(prior_bias(checkpoint, p).double().numpy() - base) for p in PRIORS}
-
-def under_prior(faces:list, # Faces classified under the uniform prior
-                weights:np.ndarray # this prior's factors from prior_weights
-               )->list:
-    "The same faces with probabilities and labels under another prior."
-    out = []
-    for f in faces:
-        p = np.array(list(f.probs.values()))*weights; p /= p.sum()
-        probs = dict(zip(f.probs, map(float, p)))
-        out.append(Face(f.box, max(probs, key=probs.get), probs, f.score, crop=f.crop))
-    return out
-
-# %% ../nbs/11_serve.ipynb #sv000017
-class FaceBatcher:
-    "Classify face crops from many threads in shared batches; each caller blocks until its own rows come back."
-    def __init__(self, classify, # N×S×S uint8 crops → N×C probabilities (Predictor.classify)
-                 max_faces:int=64, # the largest batch
-                 wait_ms:float=2.0 # how long the first crops of a batch wait for others
-                ):
-        self.classify, self.max_faces, self.wait = classify, max_faces, wait_ms/1000
-        self.queue, self.batches, self.faces = queue.Queue(), 0, 0
-        threading.Thread(target=self._loop, daemon=True, name='face-batcher').start()
-
-    def __call__(self, crops:np.ndarray)->np.ndarray:
-        if len(crops) == 0: return self.classify(crops)
-        done = Future(); self.queue.put((crops, done))
-        return done.result()
-
-    def _loop(self):
-        while True:
-            items = [self.queue.get()]; n = len(items[0][0]); deadline = time.monotonic() + self.wait
-            while n < self.max_faces:   # gather what arrives until the deadline or a full batch
-                try: items.append(self.queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty: break
-                n += len(items[-1][0])
-            try: probs = self.classify(np.concatenate([c for c, _ in items]))
-            except Exception as e:
-                for _, done in items: done.set_exception(e)
-                continue
-            self.batches += 1; self.faces += n; i = 0
-            for c, done in items: done.set_result(probs[i:i + len(c)]); i += len(c)
-
-# %% ../nbs/11_serve.ipynb #sv000021
-class ModelService:
-    "One Predictor for many requests: photos decoded in worker threads, faces found one photo at a time, classified in shared batches."
-    def __init__(self, predictor, # a Predictor loaded under the uniform prior
-                 workers:int|None=None, # photo threads; None = cores + 1
-                 max_faces:int=64, # the largest classification batch
-                 wait_ms:float=0.0 # how long a batch waits for faces of other requests (0: it takes what is already waiting)
-                ):
-        if predictor.prior not in (None, 'uniform'): raise DataError(f"the model service needs a Predictor under the uniform prior, got {predictor.prior!r}")
-        self.base, self.name = predictor, Path(getattr(predictor, 'path', 'model')).stem
-        self.batcher = FaceBatcher(predictor.classify, max_faces, wait_ms)
-        self.weights = prior_weights(predictor.checkpoint) if hasattr(predictor, 'checkpoint') else {}
-        self.workers = workers or (os.cpu_count() or 1) + 1
-        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix='photo')
-        self.find_lock, self.explain_lock, self.pending = threading.Lock(), threading.Lock(), 0
-        self.predictor = p = copy.copy(predictor)
-        p.classify = self.batcher
-        p.find = lambda im, scale=1.0: self._find(im, scale)
-
-    def _find(self, im, scale):
-        with self.find_lock: return type(self.base).find(self.base, im, scale)
-
-    def faces(self, data:bytes, # the photo's bytes
-              name:str='upload', # how to call it in error messages
-              prior:str='uniform', # uniform | train
-              detect:str='auto' # as in Predictor.predict
-             )->list:
-        "The photo's Faces under `prior`."
-        if prior not in PRIORS: raise DataError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
-        faces = self.predictor.predict(data, detect=detect, name=name)
-        return faces if prior == 'uniform' else under_prior(faces, self.weights[prior])
-
-    def predict(self, data:bytes, name:str='upload', prior:str='uniform', detect:str='auto')->dict:
-        "The API's answer for one photo: {faces, model, prior}."
-        return dict(faces=[f.to_dict() for f in self.faces(data, name, prior, detect)], model=self.name, prior=prior)
-
-    def explain(self, data:bytes, name:str='upload', prior:str='uniform')->dict:
-        "The API's answer with each face's Grad-CAM map (uint8, base64, N×S×S)."
-        from fer_nb.explain import explain_faces   # torch is here already: the model process holds the model
-        faces = self.faces(data, name, prior)
-        with self.explain_lock: faces, maps = explain_faces(self.base, data, faces=faces)   # hooks on one torch model: one at a time
-        m = np.uint8(np.clip(np.asarray(maps), 0, 1)*255)
-        return dict(faces=[f.to_dict() for f in faces], model=self.name, prior=prior, maps=dict(shape=list(m.shape), uint8=base64.b64encode(m.tobytes()).decode()))
-
-    def health(self)->dict:
-        return dict(status='ok', model=self.name, classes=list(self.base.classes), priors=list(PRIORS), runtime=getattr(self.base, 'runtime', '?'),
-                    pid=os.getpid(), workers=self.workers, pending=self.pending, batches=self.batcher.batches, faces=self.batcher.faces)
-
-# %% ../nbs/11_serve.ipynb #sv000025
-class JsonHandler(tornado.web.RequestHandler):
-    "A tornado handler whose every answer, errors included, is JSON: `{error, status}` and never a traceback."
-    def set_default_headers(self): self.set_header('Content-Type', 'application/json; charset=utf-8')
-    def check_xsrf_cookie(self): pass        # an API for programs: no cookies carry authority here, so there is nothing to forge
-
-    def write_json(self, status:int, obj:dict, retry_after:int|None=None):
-        self.set_status(status)
-        if retry_after: self.set_header('Retry-After', str(retry_after))
-        self.finish(json.dumps(obj))
-
-    def write_error(self, status_code:int, **kw):
-        e = (kw.get('exc_info') or (None, None, None))[1]
-        if isinstance(e, tornado.web.HTTPError) or e is None: msg = self._reason   # tornado's own: 404, 405…
-        else: status_code, msg = error_status(e)
-        retry = getattr(e, 'retry_after', None)
-        if retry: self.set_header('Retry-After', str(retry))
-        why = {'reason': e.reason} if isinstance(e, ApiError) and e.reason else {}   # a 503's busy | restarting, for pages that word it
-        self.set_status(status_code); self.finish(json.dumps(dict(error=msg, status=status_code, **why)))
-
-    def log_exception(self, typ, value, tb):
-        if not isinstance(value, FerError): super().log_exception(typ, value, tb)   # the unexpected ones go to the server log, with the traceback
-
-class NotFoundHandler(JsonHandler):
-    def prepare(self): raise ApiError(404, f"no such endpoint {self.request.method} {self.request.path}: the API has POST /v1/predict and GET /v1/health")
-
-def too_large(limit_mb:int)->ApiError:
-    return ApiError(413, f"upload too large: the limit is {limit_mb} MB")
-
-@tornado.web.stream_request_body
-class UploadHandler(JsonHandler):
-    "Reads the request body in chunks and refuses one past the limit (413) before it is all in memory."
-    def initialize(self, limit_mb:int=MAX_UPLOAD_MB): self.limit_mb = limit_mb
-
-    def prepare(self):
-        self.chunks, self.size, self.over = [], 0, False
-        length = int(self.request.headers.get('Content-Length') or 0)
-        # said at once when the client waits for it (curl's Expect: 100-continue) or the body is far too big to read;
-        # otherwise the body is read and dropped first, so the client sees the answer instead of a reset connection
-        if length > self.limit_mb*2**20 and (self.request.headers.get('Expect') or length > 2*self.limit_mb*2**20): raise too_large(self.limit_mb)
-
-    def data_received(self, chunk:bytes):
-        if self._finished: return           # already answered (413, 503): the rest of the body is dropped
-        self.size += len(chunk)
-        if self.size > self.limit_mb*2**20: self.over, self.chunks = True, []
-        else: self.chunks.append(chunk)
-
-    def upload(self)->tuple:
-        "(bytes, name) of the photo: the request body, or its multipart field `file`."
-        if self.over: raise too_large(self.limit_mb)
-        body, ctype = b''.join(self.chunks), self.request.headers.get('Content-Type', '')
-        name = self.get_query_argument('name', None)
-        if ctype.startswith('multipart/form-data'):
-            args, files = {}, {}
-            tornado.httputil.parse_body_arguments(ctype, body, args, files)
-            if 'file' not in files: raise ApiError(400, "multipart upload without a `file` field: send the photo as field `file`, or as the whole request body")
-            f = files['file'][0]; return f['body'], name or f.get('filename') or 'upload'
-        return body, name or 'upload'
-
-# %% ../nbs/11_serve.ipynb #sv000027
-@tornado.web.stream_request_body
-class PredictHandler(UploadHandler):
-    "POST /v1/predict (and /v1/explain): the photo in, its faces out."
-    def initialize(self, service:ModelService, queue_limit:int=QUEUE_LIMIT, limit_mb:int=MAX_UPLOAD_MB, explain:bool=False):
-        self.service, self.queue_limit, self.limit_mb, self.do_explain, self.counted = service, queue_limit, limit_mb, explain, False
-
-    def prepare(self):
-        if self.service.pending >= self.queue_limit:
-            n = self.service.pending
-            raise ApiError(503, f"the server is busy ({n} photo{'' if n == 1 else 's'} in progress): retry in {RETRY_AFTER_S} s", RETRY_AFTER_S, 'busy')
-        self.service.pending += 1; self.counted = True
-        super().prepare()
-
-    def on_finish(self):
-        if self.counted: self.service.pending -= 1; self.counted = False
-    on_connection_close = on_finish
-
-    async def post(self):
-        data, name = self.upload()
-        query = dict(prior=self.get_query_argument('prior', 'uniform'), name=name)
-        if self.do_explain: work = lambda: self.service.explain(data, **query)
-        else: work = lambda: self.service.predict(data, detect=self.get_query_argument('detect', 'auto'), **query)
-        self.write_json(200, await tornado.ioloop.IOLoop.current().run_in_executor(self.service.pool, work))
-
-class HealthHandler(JsonHandler):
-    "GET /v1/health: the model's name and classes, and the upload limit (a page checks a file before sending it)."
-    def initialize(self, service:ModelService, limit_mb:int=MAX_UPLOAD_MB): self.service, self.limit_mb = service, limit_mb
-    def get(self): self.write_json(200, dict(self.service.health(), max_upload_mb=self.limit_mb))
-
-def _log_server_errors(handler):
-    # a client's 4xx is its answer, not news; the server's own failures are logged (tornado's access log otherwise prints every request)
-    if handler.get_status() >= 500: tornado.web.app_log.warning("%d %s", handler.get_status(), handler._request_summary())
-
-def model_app(service:ModelService, # the model service to answer with
-              queue_limit:int=QUEUE_LIMIT, # requests in progress before 503
-              limit_mb:int=MAX_UPLOAD_MB # the upload limit (413)
-             )->tornado.web.Application:
-    "The model process's tornado application."
-    kw = dict(service=service, queue_limit=queue_limit, limit_mb=limit_mb)
-    return tornado.web.Application([(r'/v1/predict', PredictHandler, kw), (r'/v1/explain', PredictHandler, {**kw, 'explain': True}),
-                                    (r'/v1/health', HealthHandler, dict(service=service, limit_mb=limit_mb))],
-                                   default_handler_class=NotFoundHandler, log_function=_log_server_errors)
-
-# %% ../nbs/11_serve.ipynb #sv000029
-class RemotePredictor:
-    "A client of the model process (`fer-nb serve`) with the Predictor's interface: predict, explain, classes, prior, set_prior."
-    def __init__(self, url:str, # the server: `fer-nb serve`'s URL, or the model process's own
-                 prior:str='uniform', # the class prior this client asks for: uniform | train
-                 timeout:float=120, # seconds one request may take
-                 retry_s:float=20 # how long to keep retrying while the server restarts or is busy
-                ):
-        self.url, self.timeout, self.retry_s, self._health = url.rstrip('/') + '/', timeout, retry_s, None
-        self.set_prior(prior)
-
-    def _request(self, method:str, path:str, body:bytes|None=None, query:dict|None=None, timeout:float|None=None, retry_s:float|None=None)->dict:
-        q = urllib.parse.urlencode({k: v for k, v in (query or {}).items() if v is not None})
-        req = urllib.request.Request(self.url + path + ('?' + q if q else ''), data=body, method=method, headers={'Content-Type': 'application/octet-stream'})
-        deadline = time.monotonic() + (self.retry_s if retry_s is None else retry_s)
-        while True:
-            try:
-                with urllib.request.urlopen(req, timeout=timeout or self.timeout) as r: return json.loads(r.read())
-            except urllib.error.HTTPError as e:
-                try: msg = json.loads(e.read()).get('error') or e.reason
-                except ValueError: msg = f"{e.code} {e.reason}"
-                if e.code == 503 and time.monotonic() < deadline: time.sleep(min(float(e.headers.get('Retry-After') or 1), 2)); continue
-                raise (DataError if 400 <= e.code < 500 else FerError)(msg) from None
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
-                if time.monotonic() < deadline: time.sleep(0.25); continue
-                raise FerError(f"the model server at {self.url} is not answering ({getattr(e, 'reason', e)})") from None
-
-    def health(self, timeout:float=5, retry_s:float=0)->dict:
-        "GET v1/health: {model, classes, priors, …}; raises FerError when no fer_nb model server answers."
-        h = self._request('GET', 'v1/health', timeout=timeout, retry_s=retry_s)
-        if 'classes' not in h: raise FerError(f"{self.url} is not a fer_nb model server")
-        self._health = h; return h
-
-    @property
-    def classes(self)->tuple: return tuple((self._health or self.health(retry_s=self.retry_s))['classes'])
-    @property
-    def prior(self)->str: return self._prior
-
-    def set_prior(self, prior:str # uniform | train
-                 ):
-        "Ask for another class prior from now on (this client only)."
-        if prior not in PRIORS: raise DataError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
-        self._prior = prior; return self
-
-    def __call__(self, image, **kwargs): return self.predict(image, **kwargs)   # client(photo) is client.predict(photo), as for a Predictor
-
-    def __repr__(self): return f"RemotePredictor({self.url}, prior={self._prior})"
-
-# %% ../nbs/11_serve.ipynb #sv000031
-def photo_bytes(image # path, bytes, file object, PIL image or numpy array
-               )->bytes:
-    "The bytes to send for a photo: the file's own when there is one, else an encoding of the picture."
-    if isinstance(image, (bytes, bytearray, memoryview)): return bytes(image)
-    if isinstance(image, (str, os.PathLike)) and Path(image).is_file(): return Path(image).read_bytes()
-    if hasattr(image, 'read'): return image.read()
-    from fer_nb.data import load_image
-    im, buf = load_image(image), io.BytesIO()      # a missing path or odd array gets load_image's one-line error
-    if im.width*im.height <= 2_000_000: im.save(buf, 'PNG')
-    else: im.save(buf, 'JPEG', quality=95)
-    return buf.getvalue()
-
-def _faces(answer:dict)->list:
-    return [Face(tuple(d['box']), d['label'], d['probs'], d.get('score', 1.0)) for d in answer['faces']]
-
-@patch
-def predict(self:RemotePredictor, image, # path, bytes, file object, PIL image or numpy array
-            detect:str='auto', # as in Predictor.predict
-            name:str|None=None # how to call the image in error messages
-           )->list:
-    "The faces in `image`, as the model process finds and classifies them (Faces without crops)."
-    return _faces(self._request('POST', 'v1/predict', photo_bytes(image), dict(prior=self._prior, detect=detect, name=name or 'image')))
-
-@patch
-def explain(self:RemotePredictor, image, name:str|None=None)->tuple:
-    "(faces, N×S×S Grad-CAM maps in [0, 1]), computed in the model process."
-    r = self._request('POST', 'v1/explain', photo_bytes(image), dict(prior=self._prior, name=name or 'image'))
-    maps = np.frombuffer(base64.b64decode(r['maps']['uint8']), np.uint8).reshape(r['maps']['shape']).astype(np.float32)/255
-    return _faces(r), maps
-
-# %% ../nbs/11_serve.ipynb #sv000033
-def free_port(host:str='127.0.0.1')->int:
-    "A TCP port nobody listens on now."
-    with socket.socket() as s: s.bind((host, 0)); return s.getsockname()[1]
-
-def _listen(app, port:int, host:str, limit_mb:int):
-    # tornado's own cap sits above ours, so UploadHandler answers 413 in JSON for everything up to twice the limit
-    return app.listen(port, host, max_body_size=2*limit_mb*2**20 + 2**20, idle_connection_timeout=60)
-
-def start_model_thread(service:ModelService, # the service to answer with
-                       port:int|None=None, # None = a free port
-                       **kw # model_app's queue_limit, limit_mb
-                      )->str:
-    "Serve `service` on 127.0.0.1 from a background thread; the URL."
-    import asyncio
-    port, ready = port or free_port(), threading.Event()
-    def run():
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        _listen(model_app(service, **kw), port, '127.0.0.1', kw.get('limit_mb', MAX_UPLOAD_MB)); ready.set()
-        tornado.ioloop.IOLoop.current().start()
-    threading.Thread(target=run, daemon=True, name=f'model-http-{port}').start(); ready.wait(10)
-    return f'http://127.0.0.1:{port}/'
-
-# %% ../nbs/11_serve.ipynb #sv000042
-_clients = {}
-
-def _http_client(max_clients:int=2*QUEUE_LIMIT)->tornado.httpclient.AsyncHTTPClient:
-    "One HTTP client per event loop, wide enough that the proxy never queues below the model process's own limit."
-    import asyncio
-    loop = asyncio.get_event_loop()
-    if loop not in _clients: _clients[loop] = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=max_clients)
-    return _clients[loop]
-
-@tornado.web.stream_request_body
-class ApiProxyHandler(UploadHandler):
-    "The web process's /v1/…: size checked here, everything else answered by the model process."
-    def initialize(self, model_url:str, limit_mb:int=MAX_UPLOAD_MB, room:RoomCounts|None=None):
-        self.model_url, self.limit_mb, self.room = model_url, limit_mb, room
-
-    async def get(self, path): await self._forward(path, None)
-    async def post(self, path):
-        if self.over: raise too_large(self.limit_mb)
-        await self._forward(path, b''.join(self.chunks))
-
-    async def _forward(self, path:str, body:bytes|None):
-        url = self.model_url + 'v1/' + path + ('?' + self.request.query if self.request.query else '')
-        headers = {k: v for k, v in self.request.headers.items() if k.lower() == 'content-type'}
-        req = tornado.httpclient.HTTPRequest(url, self.request.method, headers=headers, body=body, request_timeout=600, connect_timeout=5)
-        try: r = await _http_client().fetch(req, raise_error=False)
-        except (OSError, tornado.httpclient.HTTPClientError): r = None   # refused, reset or timed out: the model process is not there
-        if r is None or r.code == 599:
-            raise ApiError(503, f"the model is not answering (it restarts by itself): retry in {RETRY_AFTER_S} s", RETRY_AFTER_S, 'restarting')
-        if r.headers.get('Retry-After'): self.set_header('Retry-After', r.headers['Retry-After'])
-        if path in ('predict', 'explain') and r.code == 200 and self.room is not None and self.get_query_argument('count', '1') != '0': self._count(r.body)
-        self.set_status(r.code); self.finish(r.body)
-
-    def _count(self, answer:bytes):
-        try: self.room.add([f['label'] for f in json.loads(answer)['faces']])
-        except (ValueError, KeyError, TypeError): pass     # not an answer of the model process: nothing to count
-
-# %% ../nbs/11_serve.ipynb #sv000101
-ROOM_WINDOW_S = 300       # the presenter's view counts the uploads of the last 5 minutes
-
-class RoomCounts:
-    "How many faces of each expression the room uploaded in the last `window_s` seconds: labels and times only, in memory."
-    def __init__(self, window_s:float=ROOM_WINDOW_S, # how far back the counts reach
-                 max_photos:int=100_000 # what is held at most, whatever the traffic
-                ):
-        self.window_s, self.photos = window_s, collections.deque(maxlen=max_photos)   # (time, labels) per photo
-
-    def add(self, labels:list, # the labels of one photo's faces
-            now:float|None=None # the time (time.monotonic); None: now
-           ):
-        "Count one photo."
-        self.photos.append((time.monotonic() if now is None else now, tuple(labels)))
-
-    def counts(self, now:float|None=None)->dict:
-        "{window_s, photos, faces, counts: {label: faces}} over the window that ends now."
-        now = time.monotonic() if now is None else now
-        while self.photos and self.photos[0][0] < now - self.window_s: self.photos.popleft()   # older ones are forgotten
-        c = collections.Counter(label for _, labels in self.photos for label in labels)
-        return dict(window_s=self.window_s, photos=len(self.photos), faces=sum(c.values()), counts=dict(c))
-
-# %% ../nbs/11_serve.ipynb #sv000105
-def static_dir()->Path:
-    "The light page's files (HTML, CSS, JavaScript), shipped inside the package."
-    import fer_nb
-    return Path(fer_nb.__file__).parent/'static'
-
-# the pages load only this server's own files, and the browser enforces it
-PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self' 'unsafe-inline'; "
-               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-
-class StaticFile(tornado.web.StaticFileHandler):
-    "A file of the light page, revalidated on each visit, its type never guessed."
-    def set_extra_headers(self, path):
-        self.set_header('Cache-Control', 'no-cache'); self.set_header('X-Content-Type-Options', 'nosniff')
-        if path.endswith('.html'): self.set_header('Content-Security-Policy', PAGE_POLICY)
-
-class PageFile(StaticFile):
-    "One file at a fixed URL (`/` is index.html)."
-    def initialize(self, path:str, file:str): super().initialize(path); self.file = file
-    def get(self, include_body:bool=True): return super().get(self.file, include_body)
-    def head(self): return self.get(include_body=False)
-
-class PageOff(tornado.web.RequestHandler):
-    "A page this server was told not to show: 404 and one line that says which option turned it off."
-    def initialize(self, message:str): self.message = message
-    def get(self):
-        self.set_status(404); self.set_header('Content-Security-Policy', PAGE_POLICY)
-        self.finish(f'<!doctype html><meta charset="utf-8"><title>Not here</title><p>{html.escape(self.message)}</p>')
-
-# %% ../nbs/11_serve.ipynb #sv000107
-def qr_svg(url:str)->str:
-    "An inline SVG QR code of `url` that scales with its box."
-    import segno
-    return segno.make(url, error='m').svg_inline(scale=1, omitsize=True, title=url, svgclass='qr')
-
-def terminal_qr(url:str, # what the code says
-                unicode:bool=True # half-block characters (two rows of modules per line); False: ANSI colours
-               )->str:
-    "The QR code of `url` as text for a terminal."
-    import segno
-    buf = io.StringIO(); segno.make(url, error='m').terminal(out=buf, compact=unicode, border=2)
-    return buf.getvalue()
-
-class QrPage(tornado.web.RequestHandler):
-    "/qr: the URL a room opens, as a QR code that fills the projector."
-    def initialize(self, share_url:str|None=None): self.share_url = share_url
-    def get(self):
-        url = self.page_url()
-        local = urllib.parse.urlsplit(url).hostname in ('localhost', '127.0.0.1', '::1')
-        warning = ('<p class="fer-error">⚠ This server listens on this machine only: a phone cannot open this address. '
-                   'Restart it with <code>fer-nb serve --host 0.0.0.0</code> to let a room in.</p>') if local else ''
-        page = (static_dir()/'qr.html').read_text().replace('{{url}}', html.escape(url)).replace('{{svg}}', qr_svg(url)).replace('{{warning}}', warning)
-        self.set_header('Content-Security-Policy', PAGE_POLICY); self.set_header('Cache-Control', 'no-cache')
-        self.finish(page)
-
-    def page_url(self)->str:
-        "The URL a phone can open: the one this page was opened at, unless that is this machine's own name and a better one is known."
-        own = f'{self.request.protocol}://{self.request.host}/'
-        local = self.request.host_name in ('localhost', '127.0.0.1', '::1', '[::1]')
-        return self.share_url if local and self.share_url else own
-
-# %% ../nbs/11_serve.ipynb #sv000110
-class RoomCountsHandler(JsonHandler):
-    "GET /v1/room: the room's counts; 404 with one line when the view is off."
-    def initialize(self, room:RoomCounts|None): self.room = room
-    def get(self):
-        if self.room is None: raise ApiError(404, "the room view is off (`fer-nb serve --no-room`)")
-        self.set_header('Cache-Control', 'no-store'); self.write_json(200, self.room.counts())
-
-def light_handlers(model_url:str, # the model process's URL
-                   room:RoomCounts|None=None, # the room's counts; None: /room is off
-                   share_url:str|None=None, # what /qr shows a presenter on this machine
-                   limit_mb:int=MAX_UPLOAD_MB # the upload limit (413)
-                  )->list:
-    "The public routes the web process answers beside Voila's: the light page and its files, /qr, /room and the API."
-    d = str(static_dir())
-    room_page = (r'/room', PageFile, dict(path=d, file='room.html')) if room is not None else \
-                (r'/room', PageOff, dict(message='The room view is off: this server was started with --no-room.'))
-    return [(r'/', PageFile, dict(path=d, file='index.html')), (r'/static/(.*)', StaticFile, dict(path=d)),
-            (r'/qr', QrPage, dict(share_url=share_url)), room_page, (r'/v1/room', RoomCountsHandler, dict(room=room)),
-            (r'/v1/(.*)', ApiProxyHandler, dict(model_url=model_url, room=room, limit_mb=limit_mb)),
-            (r'/notebook', tornado.web.RedirectHandler, dict(url='/notebook/'))]
-
-# %% ../nbs/11_serve.ipynb #sv000114
-def tls_context(certfile, # the certificate (PEM); it may hold the key too
-                keyfile=None # the private key (PEM), if not in certfile
-               ):
-    "An ssl.SSLContext for an https server with this certificate; DataError in one line when the files cannot serve."
-    import ssl
-    for f in (certfile, keyfile):
-        if f is not None and not Path(f).is_file(): raise DataError(f"certificate file not found: {f}")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try: ctx.load_cert_chain(certfile, keyfile)
-    except (ssl.SSLError, OSError) as e: raise DataError(f"{certfile} cannot serve https: {getattr(e, 'reason', None) or e}") from None
-    return ctx
-
-# %% ../nbs/11_serve.ipynb #sv000116
-def voila_web(argv:list # the web process's arguments: Voila's, and ours (--fer-no-room, --fer-share-url, --fer-certfile, --fer-keyfile)
-             ):
-    "Run the web process of `fer-nb serve`: the light page, /qr, /room and the API in front of Voila, which serves the notebook app at /notebook/."
-    import argparse
-    from voila.app import Voila
-    model_url = os.environ.get(MODEL_URL_ENV)
-    if not model_url: raise FerError(f"${MODEL_URL_ENV} is not set: the web process is started by `fer-nb serve`")
-    ours = argparse.ArgumentParser(add_help=False)
-    for flag in ('--fer-share-url', '--fer-certfile', '--fer-keyfile'): ours.add_argument(flag)
-    ours.add_argument('--fer-no-room', action='store_true')
-    a, argv = ours.parse_known_args(argv)
-    room, tls = None if a.fer_no_room else RoomCounts(), tls_context(a.fer_certfile, a.fer_keyfile) if a.fer_certfile else None
-    class FerVoila(Voila):
-        def init_handlers(self): return light_handlers(model_url, room, a.fer_share_url) + super().init_handlers()
-        def init_settings(self):
-            settings = super().init_settings(); _fresh_when_taken(self.kernel_manager)
-            return settings
-        def listen(self):
-            if tls: self.app.listen = functools.partial(self.app.listen, ssl_options=tls)   # Voila's listen() knows no TLS
-            super().listen()
-    FerVoila.launch_instance(argv)
-
-def _fresh_when_taken(km):
-    "A pool kernel handed to a visitor counts as active from that moment."
-    # Its idle clock otherwise runs from when it ran the page, maybe minutes earlier, and the culler shuts it down
-    # in the seconds before the visitor's browser connects (seen: pages whose kernel was culled while loading).
-    from jupyter_server._tz import utcnow
-    if not hasattr(km, 'get_rendered_notebook'): return      # no pool (preheat off)
-    taken = km.get_rendered_notebook
-    async def get_rendered_notebook(*args, **kw):
-        task, cells, kernel_id = await taken(*args, **kw)
-        km.get_kernel(kernel_id).last_activity = utcnow()
-        return task, cells, kernel_id
-    km.get_rendered_notebook = get_rendered_notebook
-
-# %% ../nbs/11_serve.ipynb #sv000044
-POOL_SIZE = 8             # kernels that have run the page before a visitor arrives
-CULL_IDLE_S = 120         # a kernel left alone (no page connected, nothing running) this long is shut down
-
-def app_notebook()->Path:
-    "nbs/app.ipynb, the page `fer-nb serve` shows."
-    p = find_file('nbs', 'app.ipynb')
-    if p is None: raise DataError("nbs/app.ipynb not found: `fer-nb serve` needs the app notebook (it comes with fer_nb)")
-    return p
-
-def voila_command(port:int|None=None, # port to listen on; None = Voila's default (8866)
-                  browser:bool=False, # open a web browser too
-                  host:str='localhost', # address to listen on (0.0.0.0: every network interface)
-                  pool:int=POOL_SIZE, # preheated kernels
-                  cull_idle:int=CULL_IDLE_S, # seconds before an abandoned kernel is culled
-                  room:bool=True, # count the room's expressions for /room
-                  share_url:str|None=None, # the URL /qr shows a presenter on this machine
-                  certfile=None, # serve https with this certificate (PEM)
-                  keyfile=None # its private key, if not in certfile
-                 )->list:
-    "The command line of the web process: the light page and the API in front, the notebook app at /notebook/."
-    cmd = [sys.executable, '-m', 'fer_nb.serve', 'web', str(app_notebook()), f'--Voila.ip={host}', '--Voila.port_retries=0',   # a busy port is an error, not another URL
-           '--Voila.base_url=/notebook/', f'--preheat_kernel={pool > 0}', f'--pool_size={int(pool)}', '--VoilaKernelManager.fill_delay=0',
-           f'--MappingKernelManager.cull_idle_timeout={int(cull_idle)}', f'--MappingKernelManager.cull_interval={max(1, int(cull_idle)//4)}',
-           '--MappingKernelManager.cull_connected=False', '--KernelRestarter.restart_limit=0']
-    if not room: cmd.append('--fer-no-room')
-    if share_url: cmd.append(f'--fer-share-url={share_url}')
-    if certfile: cmd.append(f'--fer-certfile={certfile}')
-    if keyfile: cmd.append(f'--fer-keyfile={keyfile}')
-    if port: cmd.append(f'--port={int(port)}')
-    if not browser: cmd.append('--no-browser')
-    return cmd
-
-# %% ../nbs/11_serve.ipynb #sv000047
-def app_predictor(url:str|None=None, # a model server's URL; None: $FER_NB_MODEL_URL, else `fer-nb serve` on this machine if it answers
-                  checkpoint=None # for the local Predictor when no server answers
-                 ):
-    "A RemotePredictor of the served model when there is one, else a Predictor loaded here."
-    url = url or os.environ.get(MODEL_URL_ENV)
-    if url: return RemotePredictor(url)
-    probe = RemotePredictor(f'http://127.0.0.1:{8866}/', retry_s=0)
-    try: probe.health(timeout=0.5); return probe
-    except FerError: pass
-    from fer_nb.predict import Predictor
-    return Predictor.load(checkpoint)
-
-WATCHDOG_JS = """(function () {
-  const cfg = document.getElementById('jupyter-config-data');
-  if (!cfg || !document.body.dataset.voila) return;            // JupyterLab: nothing to watch
-  const c = JSON.parse(cfg.textContent); if (!c.kernelId) return;
-  const url = (c.baseUrl || '/') + 'api/kernels/' + c.kernelId;
-  const say = (msg) => {
-    const d = document.createElement('div'); d.className = 'fer-dead'; d.textContent = msg;
-    d.style.cssText = 'position:fixed;top:0;left:0;right:0;z-index:10000;padding:8px 14px;background:#c0392b;color:#fff;font:bold 15px sans-serif';
-    document.body.appendChild(d);
-  };
-  let misses = 0;                                                // one lost request is not yet a dead server
-  const check = () => fetch(url, {cache: 'no-store'}).then(r => {
-      misses = 0;
-      if (r.status === 404) say('This page has stopped (its kernel was shut down or crashed): reload the page to start again.');
-      else setTimeout(check, %d);
-    }, () => { if (++misses >= 2) say('The server is not answering: reload the page when it is back.'); else setTimeout(check, %d); });
-  setTimeout(check, %d);
-})();"""
-
-def kernel_watchdog(every_s:float=3 # seconds between checks
-                   ):
-    "An HTML script for the Voila page that says in one line when the page's kernel is gone."
-    from IPython.display import HTML
-    ms = int(every_s*1000)
-    return HTML(f'<script>{WATCHDOG_JS % (ms, ms, ms)}</script>')
-
-# %% ../nbs/11_serve.ipynb #sv000050
-def model_command(port:int, # private port on 127.0.0.1
-                  checkpoint=None, # None: $FER_NB_CHECKPOINT, else the shipped model
-                  workers:int|None=None, # photo threads; None = cores + 1
-                  queue_limit:int=QUEUE_LIMIT, # requests in progress before 503
-                  limit_mb:int=MAX_UPLOAD_MB, # the upload limit (413)
-                  batch_faces:int=64, # the largest classification batch (1: no batching)
-                  batch_wait_ms:float=0.0 # how long a batch waits for other requests' faces (0: it takes what is already waiting)
-                 )->list:
-    "The command line of the model process."
-    cmd = [sys.executable, '-m', 'fer_nb.serve', 'model', '--port', str(port), '--queue', str(queue_limit), '--max-upload-mb', str(limit_mb),
-           '--batch-faces', str(batch_faces), '--batch-wait-ms', str(batch_wait_ms)]
-    if checkpoint: cmd += ['--checkpoint', str(checkpoint)]
-    if workers: cmd += ['--workers', str(workers)]
-    return cmd
-
-def run_model_process(argv:list # model_command's arguments after 'model'
-                     ):
-    "The model process: load the Predictor (ONNX Runtime on CPU), then answer on 127.0.0.1 until killed."
-    import argparse, asyncio
-    ap = argparse.ArgumentParser(prog='fer_nb.serve model')
-    ap.add_argument('--port', type=int, required=True); ap.add_argument('--checkpoint'); ap.add_argument('--workers', type=int)
-    ap.add_argument('--queue', type=int, default=QUEUE_LIMIT); ap.add_argument('--max-upload-mb', type=int, default=MAX_UPLOAD_MB)
-    ap.add_argument('--batch-faces', type=int, default=64); ap.add_argument('--batch-wait-ms', type=float, default=0.0)
-    a = ap.parse_args(argv)
-    from fer_nb.predict import Predictor
-    service = ModelService(Predictor.load(a.checkpoint, prior='uniform'), workers=a.workers, max_faces=a.batch_faces, wait_ms=a.batch_wait_ms)
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    _listen(model_app(service, a.queue, a.max_upload_mb), a.port, '127.0.0.1', a.max_upload_mb)
-    print(f"model process {os.getpid()}: {service.name} ({service.base.runtime}) ready on 127.0.0.1:{a.port}", flush=True)
-    tornado.ioloop.IOLoop.current().start()
+__all__ = ['LOOPBACK', 'public_urls', 'serve_banner', 'ModelProcess', 'serve', 'add_cli']
 
 # %% ../nbs/11_serve.ipynb #sv000120
 LOOPBACK = ('localhost', '127.0.0.1', '::1')
@@ -650,6 +24,7 @@ def _lan_first(ip:str)->tuple:
     a = ipaddress.ip_address(ip)     # a room's Wi-Fi: 192.168.x.x or 10.x.x.x; then other private ranges, then public ones
     return (not a.is_private, not ip.startswith(('192.168.', '10.')), ip)
 
+# %% ../nbs/11_serve.ipynb #sv10002
 def public_urls(host:str, # the address the server listens on
                 port:int, # its port
                 scheme:str='http' # http | https
@@ -670,6 +45,7 @@ def _prints(text:str)->bool:
     try: text.encode(sys.stdout.encoding or 'ascii'); return True
     except (UnicodeEncodeError, LookupError): return False
 
+# %% ../nbs/11_serve.ipynb #sv10003
 def serve_banner(host:str, # the address the server listens on
                  port:int, # its port
                  scheme:str='http', # http | https
@@ -693,6 +69,7 @@ def _wait_ready(url:str, proc:subprocess.Popen, timeout:float=300)->bool:
         except FerError: time.sleep(0.1)
     return False
 
+# %% ../nbs/11_serve.ipynb #sv10005
 def _stop(*procs):
     for p in procs:
         if p is not None and p.poll() is None: p.terminate()
@@ -701,6 +78,33 @@ def _stop(*procs):
         try: p.wait(15)
         except subprocess.TimeoutExpired: p.kill(); p.wait()
 
+# %% ../nbs/11_serve.ipynb #sv10006
+class ModelProcess:
+    "The model process as the supervisor sees it: started and waited for, restarted when it dies."
+    def __init__(self, cmd:list, # model_command's command line
+                 cwd, # where it runs
+                 url:str, # where it answers (its private port)
+                 max_quick_deaths:int=3 # deaths within 30 s of their start that end the server
+                ):
+        self.cmd, self.cwd, self.url, self.max_quick_deaths, self.quick, self.proc = cmd, cwd, url, max_quick_deaths, 0, None
+
+    def start(self)->bool:
+        "Start it and wait until it answers (True), or until it exits or the time is up (False)."
+        self.proc, self.started = subprocess.Popen(self.cmd, cwd=self.cwd), time.monotonic()
+        return _wait_ready(self.url, self.proc)
+
+# %% ../nbs/11_serve.ipynb #sv10007
+@patch
+def check(self:ModelProcess):
+    "Restart the model process if it died; FerError once it died too often within seconds of starting."
+    if self.proc.poll() is None: return
+    code, lived = self.proc.returncode, time.monotonic() - self.started
+    self.quick = self.quick + 1 if lived < 30 else 0
+    if self.quick >= self.max_quick_deaths: raise FerError(f"the model process died {self.quick} times within seconds of starting (last exit code {code}); stopping")
+    print(f"model process exited (code {code}) after {lived:.0f} s; restarting", flush=True)
+    if self.start(): print(f"model process back in {time.monotonic() - self.started:.1f} s", flush=True)
+
+# %% ../nbs/11_serve.ipynb #sv10009
 def serve(port:int=8866, # the public port: page and API
           host:str='localhost', # address to listen on (0.0.0.0 for a room)
           checkpoint=None, # None: $FER_NB_CHECKPOINT, else the shipped model
@@ -709,7 +113,7 @@ def serve(port:int=8866, # the public port: page and API
           workers:int|None=None, # the model process's photo threads
           queue_limit:int=QUEUE_LIMIT, # requests in progress before 503
           browser:bool=False, # open a web browser
-          batch_faces:int=64, # the largest classification batch (1: no batching)
+          batch_faces:int=BATCH_FACES, # the largest classification batch (1: no batching)
           batch_wait_ms:float=0.0, # how long a batch waits for other requests' faces (0: it takes what is already waiting)
           max_quick_deaths:int=3, # model deaths within 30 s of their start that end the server
           room:bool=True, # count the room's expressions for /room
@@ -721,29 +125,20 @@ def serve(port:int=8866, # the public port: page and API
         tls_context(certfile, keyfile); certfile, keyfile = Path(certfile).resolve(), keyfile and Path(keyfile).resolve()
     scheme = 'https' if certfile else 'http'
     share_url = None if host in LOOPBACK else public_urls(host, port, scheme)[0]
-    model_port = free_port(); model_url = f'http://127.0.0.1:{model_port}/'
+    model_port = free_port()
     mcmd, root = model_command(model_port, checkpoint, workers, queue_limit, MAX_UPLOAD_MB, batch_faces, batch_wait_ms), app_notebook().parent.parent
-    web = model = None; quick = 0
+    model, web = ModelProcess(mcmd, root, f'http://127.0.0.1:{model_port}/', max_quick_deaths), None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))      # stopped like Ctrl-C: the finally below stops both children
     try:
-        model, started = subprocess.Popen(mcmd, cwd=root), time.monotonic()
-        if not _wait_ready(model_url, model): raise FerError(f"the model process did not start (exit code {model.poll()}): see its message above")
-        print(f"model ready in {time.monotonic() - started:.1f} s", flush=True)
+        if not model.start(): raise FerError(f"the model process did not start (exit code {model.proc.poll()}): see its message above")
+        print(f"model ready in {time.monotonic() - model.started:.1f} s", flush=True)
         web = subprocess.Popen(voila_command(port, browser, host, pool, cull_idle, room, share_url, certfile, keyfile), cwd=root,
-                               env=dict(os.environ, **{MODEL_URL_ENV: model_url}))
+                               env=dict(os.environ, **{MODEL_URL_ENV: model.url}))
         print(serve_banner(host, port, scheme, room), flush=True)
-        while web.poll() is None:
-            time.sleep(0.2)
-            if model.poll() is None: continue
-            code, lived = model.returncode, time.monotonic() - started
-            quick = quick + 1 if lived < 30 else 0
-            if quick >= max_quick_deaths: raise FerError(f"the model process died {quick} times within seconds of starting (last exit code {code}); stopping")
-            print(f"model process exited (code {code}) after {lived:.0f} s; restarting", flush=True)
-            model, started = subprocess.Popen(mcmd, cwd=root), time.monotonic()
-            if _wait_ready(model_url, model): print(f"model process back in {time.monotonic() - started:.1f} s", flush=True)
+        while web.poll() is None: time.sleep(0.2); model.check()
         return web.returncode
     except KeyboardInterrupt: return 0
-    finally: _stop(web, model)
+    finally: _stop(web, model.proc)
 
 # %% ../nbs/11_serve.ipynb #sv000052
 def _serve_cmd(args)->int:
@@ -751,24 +146,20 @@ def _serve_cmd(args)->int:
     return serve(args.port, args.host, args.checkpoint, args.pool, args.cull_idle, args.workers, args.queue, args.browser, args.batch_faces,
                  args.batch_wait_ms, room=not args.no_room, certfile=args.certfile, keyfile=args.keyfile)
 
+# %% ../nbs/11_serve.ipynb #sv10011
 def add_cli(sub):
     "Add `fer-nb serve` to the CLI."
     s = sub.add_parser('serve', help='serve the light page (/), the notebook app (/notebook/) and the HTTP API (POST /v1/predict) from one model process')
     s.add_argument('--port', type=int, default=8866, help='port of the page and the API (default 8866)')
     s.add_argument('--host', default='localhost', help='address to listen on (default localhost; 0.0.0.0 to serve a room)')
-    add_checkpoint_option(s)
-    s.add_argument('--no-room', action='store_true', help="turn off /room, the presenter's view of the room's expressions (counts only, in memory)")
-    s.add_argument('--certfile', help='serve https with this certificate (PEM): phones offer the live camera only on https pages')
-    s.add_argument('--keyfile', help="the certificate's private key (PEM), if it is not in --certfile")
+    add_checkpoint_option(s); add_web_options(s)
     s.add_argument('--pool', type=int, default=POOL_SIZE, help=f'notebook-app kernels started ahead of visitors (default {POOL_SIZE}; 0: none)')
     s.add_argument('--cull-idle', type=int, default=CULL_IDLE_S, help=f'seconds before the kernel of a visitor who left is shut down (default {CULL_IDLE_S})')
-    s.add_argument('--workers', type=int, help='photo threads in the model process (default: cores + 1)')
-    s.add_argument('--queue', type=int, default=QUEUE_LIMIT, help=f'photos in progress before the API answers 503 (default {QUEUE_LIMIT})')
-    s.add_argument('--batch-faces', type=int, default=64, help='largest batch of faces classified at once across requests (default 64; 1 = no batching)')
-    s.add_argument('--batch-wait-ms', type=float, default=0.0, help="how long a batch waits for other requests' faces (default 0: it takes what is already waiting)")
+    add_service_options(s)
     s.add_argument('--browser', action='store_true', help='also open a web browser')
     s.set_defaults(func=_serve_cmd)
 
+# %% ../nbs/11_serve.ipynb #sv10012
 if __name__ == '__main__' and len(sys.argv) > 1 and sys.argv[1] in ('model', 'web'):
     try: run_model_process(sys.argv[2:]) if sys.argv[1] == 'model' else voila_web(sys.argv[2:])
     except FerError as e: print(f"fer-nb serve: error: {e}", file=sys.stderr); sys.exit(2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fer_nb.predict import sample_path
-from fer_nb.serve import voila_command
+from fer_nb.notebook_app import voila_command
 from conftest import chromium, free_port, real_checkpoint, serving
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from PIL import Image
 from fer_nb.data import CLASSES, DataError, ferplus_dir
 from fer_nb.predict import Face, Predictor, sample_path
 from fer_nb.apps import classify_uploads, make_demo_widget
-from fer_nb.serve import voila_command
+from fer_nb.notebook_app import voila_command
 from fer_nb.model import predict_logits
 from fer_nb.synthetic import png_bytes, upload, write_clip
 from conftest import real_checkpoint
@@ -212,7 +212,7 @@ def test_serve_command(monkeypatch):
     assert '--port=8899' in cmd and '--no-browser' in cmd
     r = cli('serve', '--help')
     assert r.returncode == 0 and '--port' in r.stdout
-    import fer_nb.serve
-    monkeypatch.setattr(fer_nb.serve, 'find_file', lambda *parts: None)     # no app notebook: one line, no fallback
+    import fer_nb.notebook_app
+    monkeypatch.setattr(fer_nb.notebook_app, 'find_file', lambda *parts: None)     # no app notebook: one line, no fallback
     with pytest.raises(DataError, match='nbs/app.ipynb not found') as e: voila_command()
     assert '\n' not in str(e.value)

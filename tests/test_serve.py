@@ -143,7 +143,7 @@ def test_page_kernels_hold_no_model(server):
 def test_killed_model_process_is_restarted(server):
     "Kill the model process: the supervisor starts another and the next request succeeds (time printed)."
     url, _ = server
-    from fer_nb.serve import RemotePredictor
+    from fer_nb.client import RemotePredictor
     pid = health(url)['pid']
     os.kill(pid, signal.SIGKILL); t = time.perf_counter()
     faces = RemotePredictor(url, retry_s=120).predict(ASTRONAUT)
