@@ -11,7 +11,7 @@ from PIL import Image
 
 from .cli import add_checkpoint_option, add_prior_option
 from .data import CLASSES, IMAGE_EXTS, PRIORS, DataError, FerError, load_image
-from .faces import DETECTORS
+from .detectors import DETECTORS
 from .predict import COLORS, RUNTIMES, FaceTracker, Predictor, annotate, overlay, sample_path
 
 # %% auto #0
