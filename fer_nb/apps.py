@@ -11,7 +11,7 @@ from PIL import Image
 
 from .cli import add_checkpoint_option, add_prior_option
 from .data import CLASSES, IMAGE_EXTS, PRIORS, DataError, FerError, load_image
-from .faces import DETECTORS
+from .detectors import DETECTORS
 from .predict import COLORS, RUNTIMES, FaceTracker, Predictor, annotate, overlay, sample_path
 
 # %% auto #0
@@ -40,6 +40,27 @@ class KeyFrames:
         if due: self.last, self.last_n = thumb, n
         return due
 
+# %% ../nbs/10_apps.ipynb #c24e1b61
+def _face_rows(n:int, fps_in:float, faces:list)->list:
+    "The table's rows for frame n: one per face, with its track, box, label and probabilities."
+    return [dict(frame=n, time_s=round(n/fps_in, 3), face=i + 1, track=f.track, x=f.box[0], y=f.box[1], w=f.box[2], h=f.box[3],
+                 label=f.label, confidence=round(f.confidence, 4), **{k: round(v, 4) for k, v in f.probs.items()}) for i, f in enumerate(faces)]
+
+# %% ../nbs/10_apps.ipynb #81030b3d
+def _video_writer(out, fps_in:float, bgr:np.ndarray):
+    "An mp4v writer of frames shaped like `bgr`, its folder made; a one-line error where it cannot write."
+    import cv2
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*'mp4v'), fps_in, (bgr.shape[1], bgr.shape[0]))
+    if not writer.isOpened(): writer.release(); raise DataError(f"{out}: cannot write a video there")
+    return writer
+
+def _write_csv(csv_path, rows:list, classes):
+    "The per-frame table as CSV, one row per face per frame."
+    cols = ['frame', 'time_s', 'face', 'track', 'x', 'y', 'w', 'h', 'label', 'confidence', *classes]
+    with open(csv_path, 'w', newline='') as fh:
+        w = csv.DictWriter(fh, cols); w.writeheader(); w.writerows(rows)
+
 # %% ../nbs/10_apps.ipynb #b6d9d42b
 def process_video(src, # input video file
                   out=None, # annotated video to write (.mp4); None = none
@@ -65,14 +86,9 @@ def process_video(src, # input video file
             analyse = due(n, bgr)
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if analyse or out is not None else None   # once, and only for a frame that is used
             if analyse: faces = tracker.update(predictor.predict(rgb, detect='always'))
-            for i, f in enumerate(faces):
-                rows.append(dict(frame=n, time_s=round(n/fps_in, 3), face=i + 1, track=f.track, x=f.box[0], y=f.box[1], w=f.box[2], h=f.box[3],
-                                 label=f.label, confidence=round(f.confidence, 4), **{k: round(v, 4) for k, v in f.probs.items()}))
+            rows += _face_rows(n, fps_in, faces)
             if out is not None:
-                if writer is None:
-                    Path(out).parent.mkdir(parents=True, exist_ok=True)
-                    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*'mp4v'), fps_in, (bgr.shape[1], bgr.shape[0]))
-                    if not writer.isOpened(): raise DataError(f"{out}: cannot write a video there")
+                if writer is None: writer = _video_writer(out, fps_in, bgr)
                 writer.write(cv2.cvtColor(np.asarray(annotate(rgb, faces)), cv2.COLOR_RGB2BGR))
             n += 1
     finally:
@@ -80,10 +96,7 @@ def process_video(src, # input video file
         if writer is not None: writer.release()
     secs = time.perf_counter() - t0
     if n == 0: raise DataError(f"{src}: not a video OpenCV can read (no frames)")
-    if csv_path is not None:
-        cols = ['frame', 'time_s', 'face', 'track', 'x', 'y', 'w', 'h', 'label', 'confidence', *predictor.classes]
-        with open(csv_path, 'w', newline='') as fh:
-            w = csv.DictWriter(fh, cols); w.writeheader(); w.writerows(rows)
+    if csv_path is not None: _write_csv(csv_path, rows, predictor.classes)
     return dict(frames=n, faces=len(rows), tracks=len({r['track'] for r in rows}), seconds=round(secs, 3), fps=round(n/secs, 2))
 
 # %% ../nbs/10_apps.ipynb #7b31947d
@@ -131,6 +144,7 @@ def results_frame(results:list, # (path, faces, error) tuples from predict_each
     df = pd.DataFrame(rows, columns=['file', 'face', 'x', 'y', 'w', 'h', 'label', 'confidence', *classes, 'status'])
     return df.astype({k: 'Int64' for k in ['face', 'x', 'y', 'w', 'h']})
 
+# %% ../nbs/10_apps.ipynb #b0fe7f6d
 def batch_summary(df:pd.DataFrame, # a results_frame
                   seconds:float # how long the run took
                  )->str:
@@ -138,6 +152,7 @@ def batch_summary(df:pd.DataFrame, # a results_frame
     n, bad = df.file.nunique(), int((~df.status.isin(['ok', 'no face'])).sum())
     return f"{n} photos, {int((df.status == 'ok').sum())} faces, {bad} unreadable, {n/max(seconds, 1e-9):.1f} photos/s"
 
+# %% ../nbs/10_apps.ipynb #b08662ce
 def predict_many(paths:list, # photo files, folders and globs (see expand_inputs)
                  predictor:Predictor, # the Predictor to use
                  detect:str='auto', # as in Predictor.predict
@@ -162,6 +177,7 @@ def face_table(faces:list, # Faces from Predictor.predict
                      + ' '.join(f"{f.probs.get(c, 0):>5.2f}" for c in classes))
     return '\n'.join(lines)
 
+# %% ../nbs/10_apps.ipynb #962bc506
 def results_json(results:list # (path, faces, error) tuples from predict_each
                 )->list:
     "One `{image, faces}` dict per photo, with `error` for an unreadable one."
@@ -182,6 +198,7 @@ def _save_picture(im:Image.Image, dest:Path):
     try: dest.parent.mkdir(parents=True, exist_ok=True); im.save(dest)
     except (OSError, ValueError) as e: raise DataError(f"{dest}: cannot save the picture there ({getattr(e, 'strerror', None) or e})") from None
 
+# %% ../nbs/10_apps.ipynb #f31565d5
 def explain_picture(predictor:Predictor, # the Predictor to use
                     image, # the photo (anything Predictor.predict reads)
                     max_side:int|None=None, # shrink the picture to this first
@@ -238,6 +255,7 @@ def add_model_options(parser, # an argparse (sub)parser
     parser.add_argument('--runtime', default='auto', choices=RUNTIMES, help='model runtime (auto: ONNX Runtime on CPU when installed)')
     return parser
 
+# %% ../nbs/10_apps.ipynb #6d9d6f52
 def _every(v:str):
     "--every's value: 'auto' or a whole number ≥ 1."
     if v == 'auto': return v
@@ -246,6 +264,7 @@ def _every(v:str):
     if n < 1: raise argparse.ArgumentTypeError(f"{v!r}: a whole number of frames ≥ 1, or auto")
     return n
 
+# %% ../nbs/10_apps.ipynb #a1287e35
 def add_cli(sub):
     "Add `fer-nb predict` and `video` to the CLI."
     p = add_model_options(sub.add_parser('predict', help='find the faces in photos and classify their expressions'))
@@ -278,6 +297,7 @@ def _img_html(im:Image.Image, cls:str)->str:
     b = io.BytesIO(); im.save(b, 'JPEG', quality=85)
     return f'<img class="{cls}" src="data:image/jpeg;base64,{base64.b64encode(b.getvalue()).decode()}" style="max-width:480px;margin-right:8px"/>'
 
+# %% ../nbs/10_apps.ipynb #4f21f435
 def result_html(name:str, # the file's name
                 image:Image.Image, # the photo
                 faces:list, # its Faces
@@ -295,6 +315,7 @@ def error_html(msg:str)->str:
     "A one-line error message block."
     return f'<p class="fer-error" style="color:#c0392b"><b>⚠ {html.escape(msg)}</b></p>'
 
+# %% ../nbs/10_apps.ipynb #a6470820
 def explain_uploaded(predictor, # a Predictor, or a client of a model process with its own `explain`
                      image, # the photo
                      name:str # how to call it in error messages
@@ -304,6 +325,7 @@ def explain_uploaded(predictor, # a Predictor, or a client of a model process wi
     from fer_nb.explain import explain_faces   # torch: imported only when a heat map is asked for
     return explain_faces(predictor, image, name=name)
 
+# %% ../nbs/10_apps.ipynb #be00d089
 def classify_uploads(value, # FileUpload.value: a tuple of dicts with name, type, size, content
                      predictor:Predictor, # the Predictor to use
                      explain:bool=False # add each photo's Grad-CAM heat maps (fer_nb.explain)
@@ -328,6 +350,18 @@ def show_html(out, # an ipywidgets Output
     text = html.unescape(' '.join(body.replace('<', ' <').split()))
     out.outputs = ({'output_type': 'display_data', 'metadata': {}, 'data': {'text/html': body, 'text/plain': text}},)
 
+# %% ../nbs/10_apps.ipynb #5e37ded5
+def _demo_controls(prior:str # the prior the switch starts at
+                  )->tuple:
+    "(FileUpload, prior switch, explain toggle, Output): the demo widget's parts, not yet wired."
+    import ipywidgets as W
+    up = W.FileUpload(accept='image/*', multiple=True, description='Upload photos')
+    prior_switch = W.ToggleButtons(options=list(PRIORS), value=prior, description='prior',
+                                   tooltips=['every expression equally likely (photos)', "FERPlus's label frequencies (benchmark)"])
+    explain = W.ToggleButton(value=False, description='explain', icon='eye', tooltip="show where the model looks: each face's Grad-CAM heat map")
+    return up, prior_switch, explain, W.Output()
+
+# %% ../nbs/10_apps.ipynb #3acb0f9c
 def make_demo_widget(predictor:Predictor|None=None, # None = Predictor.load(checkpoint, detector)
                      checkpoint=None, # used when predictor is None; None: $FER_NB_CHECKPOINT, else the shipped model
                      detector:str='yunet', # used when predictor is None
@@ -335,11 +369,7 @@ def make_demo_widget(predictor:Predictor|None=None, # None = Predictor.load(chec
                     ):
     "The upload-and-classify widget: FileUpload, a prior switch, an explain toggle, and an Output with annotated photos and probability bars."
     import ipywidgets as W
-    up = W.FileUpload(accept='image/*', multiple=True, description='Upload photos')
-    prior_switch = W.ToggleButtons(options=list(PRIORS), value=prior, description='prior',
-                                   tooltips=['every expression equally likely (photos)', "FERPlus's label frequencies (benchmark)"])
-    explain = W.ToggleButton(value=False, description='explain', icon='eye', tooltip="show where the model looks: each face's Grad-CAM heat map")
-    out = W.Output(); last = []   # the last uploads, re-classified when the prior or explain changes
+    up, prior_switch, explain, out = _demo_controls(prior); last = []   # the last uploads, re-classified when the prior or explain changes
     show_html(out, '<i>Upload one or more photos: every face in them is found and its expression classified.</i>')
     try: predictor = (predictor or Predictor.load(checkpoint, detector=detector, prior=prior))
     except FerError as e: show_html(out, error_html(f"no model: {e}"))

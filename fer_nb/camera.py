@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anywidget
 import traitlets
+from fastcore.basics import patch
 from PIL import Image
 
 from .data import FerError
@@ -14,6 +15,12 @@ from .predict import COLORS, FaceTracker, Predictor
 
 # %% auto #0
 __all__ = ['CAMERA_CSS', 'CAMERA_JS', 'handle_frame', 'CameraWidget', 'make_camera_widget']
+
+# %% ../nbs/09_camera.ipynb #585752e1
+def _frame_error(e:Exception)->str:
+    "The one line a failed frame answers with: a FerError's own message, else the exception's type and first line."
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg if isinstance(e, FerError) else f"{type(e).__name__}: {msg}"
 
 # %% ../nbs/09_camera.ipynb #82f57db8
 def handle_frame(predictor:Predictor, # a loaded Predictor
@@ -29,8 +36,7 @@ def handle_frame(predictor:Predictor, # a loaded Predictor
         w, h = Image.open(io.BytesIO(data)).size                                   # the header only: already decoded once
         if tracker is not None: faces = tracker.update(faces)
     except Exception as e:   # one bad frame must not stop the stream
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return dict(error=msg if isinstance(e, FerError) else f"{type(e).__name__}: {msg}", ms=round((time.perf_counter() - t0)*1000, 1))
+        return dict(error=_frame_error(e), ms=round((time.perf_counter() - t0)*1000, 1))
     return dict(faces=[f.to_dict() for f in faces], width=w, height=h, ms=round((time.perf_counter() - t0)*1000, 1))
 
 # %% ../nbs/09_camera.ipynb #713a6048
@@ -45,7 +51,10 @@ CAMERA_CSS = """
 CAMERA_JS = """
 const COLORS = %COLORS%;
 function rgb(label) { const c = COLORS[label] || [255, 0, 0]; return `rgb(${c[0]},${c[1]},${c[2]})`; }
+"""
 
+# %% ../nbs/09_camera.ipynb #122f921a
+CAMERA_JS += """
 function render({ model, el }) {
   const root = document.createElement('div'); root.className = 'fer-cam';
   const btn = document.createElement('button'); btn.className = 'fer-cam-start'; btn.textContent = 'Start camera';
@@ -57,17 +66,28 @@ function render({ model, el }) {
   root.append(btn, ' ', label, view, status); el.appendChild(root);
   const id = Math.random().toString(36).slice(2);
   let stream = null, faces = [], frameW = 1, busy = false, sentAt = 0, raf = 0, stamps = [];
+"""
 
+# %% ../nbs/09_camera.ipynb #85e856fb
+CAMERA_JS += """
   function fail(reason) {
     const line = 'no camera: ' + reason;
     status.textContent = line; btn.disabled = false; btn.textContent = 'Start camera';
     model.set('error', line); model.save_changes();
   }
+"""
+
+# %% ../nbs/09_camera.ipynb #c9b04bf4
+CAMERA_JS += """
   function stop() {
     cancelAnimationFrame(raf); raf = 0;
     if (stream) stream.getTracks().forEach(t => t.stop());
     stream = null; busy = false; btn.textContent = 'Start camera';
   }
+"""
+
+# %% ../nbs/09_camera.ipynb #e69e2ab0
+CAMERA_JS += """
   async function start() {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia)
       return fail(window.isSecureContext ? 'this browser has no camera API' : 'cameras need an https page (or localhost)');
@@ -95,6 +115,10 @@ CAMERA_JS += """
       model.send({ type: 'frame', view: id, width: w, height: h }, undefined, [await blob.arrayBuffer()]);
     }, 'image/jpeg', model.get('quality'));
   }
+"""
+
+# %% ../nbs/09_camera.ipynb #3c257a68
+CAMERA_JS += """
   function draw() {
     const vw = video.videoWidth, vh = video.videoHeight, ctx = view.getContext('2d');
     if (view.width !== vw || view.height !== vh) { view.width = vw; view.height = vh; }
@@ -108,6 +132,10 @@ CAMERA_JS += """
       ctx.fillStyle = '#000'; ctx.fillText(text, x + lw, ty + lw);
     });
   }
+"""
+
+# %% ../nbs/09_camera.ipynb #d587d155
+CAMERA_JS += """
   function loop() {
     if (!stream) return;
     if (video.videoWidth) { draw(); if (!busy || performance.now() - sentAt > 5000) send(); }
@@ -128,6 +156,10 @@ CAMERA_JS += """
     const what = faces.length ? faces.map((f, i) => `${i + 1}: ${f.label} ${Math.round(f.confidence*100)}%`).join(' · ') : 'no face';
     status.textContent = `${what} — ${rate.toFixed(1)} updates/s, ${msg.ms} ms in Python`;
   }
+"""
+
+# %% ../nbs/09_camera.ipynb #7900ee04
+CAMERA_JS += """
   function onCounts() { root.dataset.frames = model.get('frames'); root.dataset.label = model.get('last_label'); }
   model.on('msg:custom', onMsg); model.on('change:frames', onCounts); onCounts();
   if (model.get('autostart')) start();
@@ -154,13 +186,16 @@ class CameraWidget(anywidget.AnyWidget):
         self.predictor, self.tracker = predictor, FaceTracker() if smooth else None
         self.on_msg(self._on_frame)
 
-    def _on_frame(self, _, content:dict, buffers:list):
-        if content.get('type') != 'frame': return
-        r = handle_frame(self.predictor, buffers[0] if buffers else b'', self.tracker)
-        with self.hold_sync():
-            self.frames += 1; self.ms = r['ms']
-            if r.get('faces'): self.last_label = r['faces'][0]['label']
-        self.send({'type': 'result', 'view': content.get('view'), **r})
+# %% ../nbs/09_camera.ipynb #b2aa738a
+@patch
+def _on_frame(self:CameraWidget, _, content:dict, buffers:list):
+    "Answer one frame from the browser with handle_frame's result, and count it."
+    if content.get('type') != 'frame': return
+    r = handle_frame(self.predictor, buffers[0] if buffers else b'', self.tracker)
+    with self.hold_sync():
+        self.frames += 1; self.ms = r['ms']
+        if r.get('faces'): self.last_label = r['faces'][0]['label']
+    self.send({'type': 'result', 'view': content.get('view'), **r})
 
 # %% ../nbs/09_camera.ipynb #75a49454
 def make_camera_widget(predictor:Predictor|None=None, # None = Predictor.load(checkpoint, prior=prior)

@@ -30,10 +30,12 @@ def media_in(folder:Path # a folder, searched recursively
     "The photos and videos in a folder and below it, sorted; hidden files skipped."
     return [f for f in sorted(Path(folder).rglob('*')) if f.suffix.lower() in MEDIA_EXTS and not f.name.startswith('.') and f.is_file()]
 
+# %% ../nbs/12_corpus.ipynb #357c3a9c
 def media_kind(path)->str:
     "video for a video file's extension, else photo (a file of another kind is read as a photo, and fails as one)."
     return 'video' if Path(path).suffix.lower() in VIDEO_EXTS else 'photo'
 
+# %% ../nbs/12_corpus.ipynb #354af480
 def manifest_paths(path:Path # a manifest: one path a line
                   )->list:
     "The paths a manifest names: blank lines and # comments skipped, relative paths taken from the manifest's folder."
@@ -95,6 +97,7 @@ def plan_video(path:str, # the video file
     starts = list(range(0, frames, seg)) or [0]
     return [WorkItem(path, 'video', k, s, starts[k + 1] if k + 1 < len(starts) else None, step, vfps) for k, s in enumerate(starts)]
 
+# %% ../nbs/12_corpus.ipynb #88f19428
 def plan_items(files:list, # (path, kind, problem) from corpus_files
                fps:float|None=5.0, every:int|None=None, segment:float=60.0 # video sampling and cutting, as in plan_video
               )->list:
@@ -139,6 +142,7 @@ def done_keys(out # the output folder
     t = pads.dataset([str(p) for p in parts], format='parquet').to_table(columns=['path', 'segment'])
     return set(zip(t['path'].to_pylist(), t['segment'].to_pylist()))
 
+# %% ../nbs/12_corpus.ipynb #de5f9e8a
 class PartWriter:
     "Collects finished work items' rows and writes them as whole Parquet parts, every `flush_seconds` or `flush_rows`."
     def __init__(self, out, flush_seconds:float=10.0, flush_rows:int=50_000):
@@ -183,6 +187,7 @@ def checkpoint_digest(path)->str:
         for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
     return h.hexdigest()[:16]
 
+# %% ../nbs/12_corpus.ipynb #85676dde
 def model_name(path:Path)->str:
     "The shipped name of a checkpoint file (accurate, fast…), else its file's stem."
     from fer_nb.model import shipped_models
@@ -224,6 +229,28 @@ class Progress:
         return (f"{self.files} files, {self.frames} video frames, {self.faces} faces, {self.errors} errors, {secs:.1f} s"
                 f" ({self.faces/max(secs, 1e-9):.1f} faces/s) → {out}")
 
+# %% ../nbs/12_corpus.ipynb #65086466
+def _run_settings(path:Path, # the checkpoint file
+                  detector:str, prior:str, runtime:str, batch_faces:int, fps:float|None, every:int|None, segment:float # as run_corpus takes them
+                 )->dict:
+    "What every worker is given: the model (file, shipped name, digest), the face step and the video sampling."
+    return dict(checkpoint_path=str(path), model=model_name(path), checkpoint=checkpoint_digest(path), prior=prior, detector=detector,
+                detect='never' if detector == 'none' else 'auto', runtime=runtime, batch_faces=batch_faces,
+                fps=None if every else fps, every=every, segment=segment)
+
+# %% ../nbs/12_corpus.ipynb #e6510254
+def _drive(engine:str, todo:list, photos_per_task:int, settings:dict, engine_kw:dict, # what to run, and where
+           done:set, writer:PartWriter, prog:Progress, out):
+    "Run the items still to do on the engine, writing each new table and counting it; Ctrl-C keeps what is finished."
+    try:
+        if todo:
+            for table in ENGINES[engine](work_units(todo, photos_per_task), settings, **engine_kw):
+                table, keys = _new_rows(table, done)
+                if table.num_rows: writer.add(table); prog.add(table.select(['path', 'kind', 'frame', 'status']).to_pandas(), keys)
+    except KeyboardInterrupt:
+        prog.bar.close(); print(f"interrupted: what was finished is kept in {out}; run the same command again to go on", file=sys.stderr); raise
+    finally: writer.flush()     # Ctrl-C too: what is finished is kept
+
 # %% ../nbs/12_corpus.ipynb #67a332c1
 def run_corpus(inputs:list, # photos, videos, folders, globs and manifest files
                out, # the output folder (Parquet parts; read it with pandas.read_parquet)
@@ -244,9 +271,7 @@ def run_corpus(inputs:list, # photos, videos, folders, globs and manifest files
     _check(engine, fps, every, segment, workers, cpus_per_worker, batch_faces, prior, runtime)
     path = choose_checkpoint(checkpoint)
     if not Path(path).is_file(): raise DataError(f"checkpoint not found: {path}")
-    settings = dict(checkpoint_path=str(path), model=model_name(path), checkpoint=checkpoint_digest(path), prior=prior, detector=detector,
-                    detect='never' if detector == 'none' else 'auto', runtime=runtime, batch_faces=batch_faces,
-                    fps=None if every else fps, every=every, segment=segment)
+    settings = _run_settings(path, detector, prior, runtime, batch_faces, fps, every, segment)
     lock = open_output(out, settings)
     try:
         files = corpus_files(inputs)
@@ -255,15 +280,8 @@ def run_corpus(inputs:list, # photos, videos, folders, globs and manifest files
         done = done_keys(out); todo = [i for i in items if i.key not in done]
         done_before = len(items) - len(todo)   # counted now: `done` grows as tables come back
         prog, writer = Progress(items, done, progress), PartWriter(out, flush_seconds)
-        try:
-            if todo:
-                extra = dict(address=address, workers=workers, cpus_per_worker=cpus_per_worker) if engine == 'ray' else {}
-                for table in ENGINES[engine](work_units(todo, photos_per_task), settings, **extra):
-                    table, keys = _new_rows(table, done)
-                    if table.num_rows: writer.add(table); prog.add(table.select(['path', 'kind', 'frame', 'status']).to_pandas(), keys)
-        except KeyboardInterrupt:
-            prog.bar.close(); print(f"interrupted: what was finished is kept in {out}; run the same command again to go on", file=sys.stderr); raise
-        finally: writer.flush()     # Ctrl-C too: what is finished is kept
+        engine_kw = dict(address=address, workers=workers, cpus_per_worker=cpus_per_worker) if engine == 'ray' else {}
+        _drive(engine, todo, photos_per_task, settings, engine_kw, done, writer, prog, out)
         line = prog.line(out) if todo else f"nothing to do: all {prog.files} files are in {out}"
         if progress: print(line, file=sys.stderr)
         return dict(files=prog.files, done_before=done_before, items=len(todo), frames=prog.frames,
@@ -287,6 +305,7 @@ def read_corpus(out # an output folder of run_corpus, or its table
     if not list(Path(out).glob('part-*.parquet')): raise DataError(f"{out}: no corpus results there (run fer-nb corpus … --out {out} first)")
     return pd.read_parquet(out)
 
+# %% ../nbs/12_corpus.ipynb #d1ffa33b
 def class_columns(df:pd.DataFrame)->list:
     "The probability columns of a corpus table: those between `label` and `status`."
     cols = list(df.columns); return cols[cols.index('label') + 1:cols.index('status')]
@@ -307,6 +326,7 @@ def summarize(results # a corpus table, or the output folder holding it
 # %% ../nbs/12_corpus.ipynb #b3123537
 def _palette(labels)->dict: return {c: np.array(COLORS.get(c, (128, 128, 128)))/255 for c in labels}
 
+# %% ../nbs/12_corpus.ipynb #28365192
 def plot_timeline(timelines:pd.DataFrame, # summarize(...)['timelines'] (or one video's rows of it)
                   path:str|None=None, # the video to draw; None: the first one
                   ax=None):
@@ -321,6 +341,7 @@ def plot_timeline(timelines:pd.DataFrame, # summarize(...)['timelines'] (or one 
     ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
     return ax
 
+# %% ../nbs/12_corpus.ipynb #2eb7e841
 def plot_corpus(results, # a corpus table or output folder
                 ax=None):
     "Each expression's share of the corpus's faces, photos and videos side by side."
@@ -362,6 +383,7 @@ def _corpus_cmd(args)->int:
         print(f"{len(files)} pictures → {args.plots}", file=sys.stderr)
     return 0
 
+# %% ../nbs/12_corpus.ipynb #9210ba23
 def add_cli(sub):
     "Add `fer-nb corpus` to the CLI."
     p = add_model_options(sub.add_parser('corpus', help='classify every face in many photos and videos into a Parquet table; resumable; local or on a Ray cluster'))

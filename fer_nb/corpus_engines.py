@@ -79,6 +79,7 @@ def _classify(self:CorpusWorker):
         self.rows[i].update(label=self.classes[int(p.argmax())], **dict(zip(self.classes, map(float, p))))
     self.pending, self.crops = [], []
 
+# %% ../nbs/12b_corpus_engines.ipynb #e5c8067a
 @patch
 def _face(self:CorpusWorker, row:dict, crop:np.ndarray):
     "Queue one face (its row and crop); classify when a batch is full."
@@ -94,6 +95,7 @@ def _photo(self:CorpusWorker, item:WorkItem):
     for i, (b, sc, c) in enumerate(zip(boxes, scores, crops), 1):
         self._face(self._row(item, face=i, **dict(zip('xywh', map(int, b))), score=float(sc)), c)
 
+# %% ../nbs/12b_corpus_engines.ipynb #ffc49add
 @patch
 def _video(self:CorpusWorker, item:WorkItem):
     "Rows for one segment of a video: every sampled frame's faces, tracked."
@@ -112,6 +114,7 @@ def _video(self:CorpusWorker, item:WorkItem):
     if not sampled and item.start == 0: raise DataError('no frame could be read')
     if not sampled: self.rows.append(self._row(item, 'no frames'))   # the header promised more frames than the file holds
 
+# %% ../nbs/12b_corpus_engines.ipynb #4f45df87
 @patch
 def _frame(self:CorpusWorker, item:WorkItem, n:int, rgb:np.ndarray, tracker:FaceTracker):
     "Rows for one sampled frame."
@@ -163,6 +166,7 @@ def _quiet_ray():
     for name in ('ray', 'ray.data'): logging.getLogger(name).setLevel(logging.ERROR)
     for h in logging.getLogger('ray.data').handlers: h.setLevel(logging.ERROR)
 
+# %% ../nbs/12b_corpus_engines.ipynb #d2f9f527
 def connect_ray(address:str|None, # host:port of a running cluster; None = start one here
                 cpus:float # CPUs for a cluster started here
                )->bool:

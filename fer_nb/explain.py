@@ -16,24 +16,30 @@ from .predict import Face, Predictor, annotate, heat_rgb, overlay
 __all__ = ['cam_layer', 'gradcam', 'explain_faces']
 
 # %% ../nbs/08_explain.ipynb #181cba00
-def cam_layer(model:nn.Module, # a FERNet
-              min_side:int=6 # smallest feature map side to accept
-             )->nn.Module:
-    "The last module of the backbone whose output is a feature map at least `min_side` wide (found once per model)."
-    cached = getattr(model, '_cam_layer', None)
-    if cached is not None and cached[0] == min_side: return cached[1]
+def _device(model): return next(model.parameters()).device
+
+# %% ../nbs/08_explain.ipynb #3fd73f20
+def _feature_maps(model:nn.Module)->list:
+    "(module, output shape) of every backbone module, from one probe forward pass."
     seen = []
     hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m, o.shape))) for m in model.backbone.modules()]
     try:
         with torch.no_grad(): model(torch.zeros(1, 1, model.in_size, model.in_size, device=_device(model)))
     finally:
         for h in hooks: h.remove()
-    maps = [m for m, s in seen if len(s) == 4 and min(s[2:]) >= min_side]
+    return seen
+
+# %% ../nbs/08_explain.ipynb #02bb18a3
+def cam_layer(model:nn.Module, # a FERNet
+              min_side:int=6 # smallest feature map side to accept
+             )->nn.Module:
+    "The last module of the backbone whose output is a feature map at least `min_side` wide (found once per model)."
+    cached = getattr(model, '_cam_layer', None)
+    if cached is not None and cached[0] == min_side: return cached[1]
+    maps = [m for m, s in _feature_maps(model) if len(s) == 4 and min(s[2:]) >= min_side]
     if not maps: raise DataError(f"the model has no feature map of at least {min_side}×{min_side}")
     model._cam_layer = (min_side, maps[-1])   # a probe forward pass per call would double the cost of a map
     return maps[-1]
-
-def _device(model): return next(model.parameters()).device
 
 # %% ../nbs/08_explain.ipynb #b8b4d81d
 def _targets(target, n:int, classes)->torch.Tensor|None:
@@ -50,6 +56,24 @@ def _targets(target, n:int, classes)->torch.Tensor|None:
         out.append(int(t))
     return torch.tensor(out)
 
+# %% ../nbs/08_explain.ipynb #b5f16a5c
+def _crop_batch(model:nn.Module, crops)->torch.Tensor:
+    "N×S×S face crops (uint8, or float in [0, 1]; numpy or torch) as an N×1×S×S float batch on the model's device, tracking gradients."
+    x = torch.as_tensor(np.asarray(crops)) if not torch.is_tensor(crops) else crops
+    if x.ndim != 3 or x.shape[0] == 0: raise DataError(f"crops must be N×S×S face crops, got shape {tuple(x.shape)}")
+    return (x.float()/255 if x.dtype == torch.uint8 else x.float())[:, None].to(_device(model)).requires_grad_()
+
+# %% ../nbs/08_explain.ipynb #5e44e8cb
+def _cam_maps(acts:torch.Tensor, # the feature map, N×C×h×w
+              grads:torch.Tensor, # its gradient of the target scores
+              size # the crops' S×S
+             )->np.ndarray:
+    "Grad-CAM: channels weighted by their mean gradient, summed, rectified, upsampled to the crop and scaled to [0, 1] per face."
+    cam = F.relu((grads.mean((2, 3), keepdim=True)*acts).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=size, mode='bilinear', align_corners=False)[:, 0]
+    cam = cam - cam.amin((1, 2), keepdim=True)
+    return (cam/cam.amax((1, 2), keepdim=True).clamp_min(1e-8)).detach().cpu().numpy().astype(np.float32)
+
 # %% ../nbs/08_explain.ipynb #1f73f3b5
 def gradcam(model:nn.Module, # a FERNet (N×1×S×S uint8, or float in [0, 1] → logits)
             crops, # N×S×S face crops (uint8, or float in [0, 1]), numpy or torch
@@ -59,9 +83,7 @@ def gradcam(model:nn.Module, # a FERNet (N×1×S×S uint8, or float in [0, 1] �
            )->np.ndarray:
     "N×S×S Grad-CAM maps in [0, 1], one per face crop."
     from fer_nb.data import CLASSES
-    x = torch.as_tensor(np.asarray(crops)) if not torch.is_tensor(crops) else crops
-    if x.ndim != 3 or x.shape[0] == 0: raise DataError(f"crops must be N×S×S face crops, got shape {tuple(x.shape)}")
-    x = (x.float()/255 if x.dtype == torch.uint8 else x.float())[:, None].to(_device(model)).requires_grad_()
+    x = _crop_batch(model, crops)
     tgt, layer, acts = _targets(target, len(x), list(classes or CLASSES)), layer or cam_layer(model), []
     h = layer.register_forward_hook(lambda m, i, o: acts.append(o))
     try:
@@ -69,11 +91,7 @@ def gradcam(model:nn.Module, # a FERNet (N×1×S×S uint8, or float in [0, 1] �
     finally: h.remove()
     tgt = logits.argmax(1) if tgt is None else tgt.to(logits.device)
     score = logits.gather(1, tgt[:, None]).sum()   # faces are independent in eval mode: one backward for all
-    grads = torch.autograd.grad(score, acts[-1])[0]
-    cam = F.relu((grads.mean((2, 3), keepdim=True)*acts[-1]).sum(1, keepdim=True))
-    cam = F.interpolate(cam, size=x.shape[-2:], mode='bilinear', align_corners=False)[:, 0]
-    cam = cam - cam.amin((1, 2), keepdim=True)
-    return (cam/cam.amax((1, 2), keepdim=True).clamp_min(1e-8)).detach().cpu().numpy().astype(np.float32)
+    return _cam_maps(acts[-1], torch.autograd.grad(score, acts[-1])[0], x.shape[-2:])
 
 # %% ../nbs/08_explain.ipynb #11391c23
 def explain_faces(predictor:Predictor, # a loaded Predictor

@@ -12,15 +12,14 @@ from PIL import Image
 
 import pandas as pd
 
-from .data import (CLASSES, FACE_SIZE, MAX_PIXELS, DataError, FaceSet, box_transform, find_file, load_ferplus, load_image,
+from .data import (CLASSES, FACE_SIZE, MAX_PIXELS, DataError, FaceSet, box_transform, load_ferplus, load_image,
                          warp_crop, _cached, _fingerprint, _layout)   # box_transform and warp_crop: the one crop pipeline, which face_crop also uses
+from .detectors import YuNetDetector, make_detector, _have_onnxruntime   # fer_nb.predict takes _have_onnxruntime from here
 
 # %% auto #0
-__all__ = ['DETECT_SIDE', 'YUNET_FILE', 'YUNET_RUNTIMES', 'DETECTORS', 'FER_FRAME', 'REFINE_SIDE', 'REFINE_ZOOM', 'MIN_FACE_SIDE',
-           'EXPW_LIST', 'EXPW_IMAGES', 'REFRAME_SIDE', 'load_photo', 'shrink', 'YuNetDetector', 'HaarDetector',
-           'MTCNNDetector', 'make_detector', 'frame_transform', 'refine_landmarks', 'FoundFace', 'as_detector',
-           'find_faces', 'largest_face_crop', 'box_iou', 'box_face_crops', 'load_expw', 'reframe_faces',
-           'load_ferplus_reframed']
+__all__ = ['DETECT_SIDE', 'FER_FRAME', 'REFINE_SIDE', 'REFINE_ZOOM', 'MIN_FACE_SIDE', 'EXPW_LIST', 'EXPW_IMAGES', 'REFRAME_SIDE',
+           'load_photo', 'shrink', 'frame_transform', 'refine_landmarks', 'FoundFace', 'as_detector', 'find_faces',
+           'largest_face_crop', 'box_iou', 'box_face_crops', 'load_expw', 'reframe_faces', 'load_ferplus_reframed']
 
 # %% ../nbs/04_faces.ipynb #5aca09af
 def _jpeg_draft(data:bytes, min_side:int)->tuple:
@@ -38,6 +37,7 @@ def _jpeg_draft(data:bytes, min_side:int)->tuple:
         return im, im.width/w0
     except Exception: return None, 1.0                           # load_image gives the one-line error
 
+# %% ../nbs/04_faces.ipynb #271c095f
 def load_photo(src, # path, bytes, file object, PIL image or numpy array
                name:str|None=None, # how to call it in error messages
                min_side:int=512 # decode JPEGs reduced, but with the longer side at least this (DETECT_SIDE)
@@ -64,146 +64,6 @@ def shrink(im:Image.Image, # an RGB image
     import cv2   # OpenCV's area averaging: as smooth as Pillow's reducing resize, in half the time (1.6 against 2.9 ms for 640×480 → 512)
     return Image.fromarray(cv2.resize(np.asarray(im), size, interpolation=cv2.INTER_AREA)), s
 
-# %% ../nbs/04_faces.ipynb #966b71e0
-def _checkout_file(rel:str)->Path:
-    "A bundled file (models/…), found the one way fer_nb finds them (`fer_nb.data.find_file`)."
-    p = find_file(*rel.split('/'))
-    if p is None: raise DataError(f"{rel} not found (it comes with fer_nb)")
-    return p
-
-YUNET_FILE = 'models/yunet/yunet_n_640_640.onnx'
-YUNET_RUNTIMES = ('auto', 'onnx', 'opencv')   # auto: ONNX Runtime when installed (about twice OpenCV's speed), else OpenCV
-
-class YuNetDetector:
-    "YuNet: boxes, scores and five landmarks, run by ONNX Runtime (decoded as OpenCV's FaceDetectorYN does) or by OpenCV."
-    name = 'yunet'
-    def __init__(self, min_score:float=0.6, # faces below this score are dropped (false faces in skimage's photos score ≤ 0.44)
-                 nms:float=0.3, # overlap above which the weaker of two boxes is dropped
-                 margin:float=0.02, # crop margin without alignment (measured on FERPlus below)
-                 model:str|None=None, # the .onnx file; None = the bundled yunet_n
-                 runtime:str='auto' # auto | onnx (ONNX Runtime) | opencv (cv2.FaceDetectorYN)
-                ):
-        import cv2
-        if runtime not in YUNET_RUNTIMES: raise DataError(f"YuNet runtime must be one of {', '.join(YUNET_RUNTIMES)}, got {runtime!r}")
-        self.cv2, self.margin, self.min_score, self.nms = cv2, margin, min_score, nms
-        path = Path(model) if model else _checkout_file(YUNET_FILE)
-        if runtime == 'auto': runtime = 'onnx' if _have_onnxruntime() else 'opencv'
-        self.runtime, self.session, self.size = runtime, None, None
-        try:
-            if runtime == 'onnx': self.session = _yunet_session(path, cv2.getNumThreads())
-            else: self.net = cv2.FaceDetectorYN.create(str(path), '', (320, 320), min_score, nms, 5000)
-        except Exception: raise DataError(f"{path}: {'ONNX Runtime' if runtime == 'onnx' else 'OpenCV'} cannot load this YuNet model") from None
-
-    def __call__(self, rgb:np.ndarray)->list:
-        h, w = rgb.shape[:2]
-        if min(h, w) < 16: return []
-        bgr = self.cv2.cvtColor(np.ascontiguousarray(rgb), self.cv2.COLOR_RGB2BGR)
-        if self.session is not None: return _yunet_onnx(self.session, bgr, self.min_score, self.nms)
-        if self.size != (w, h): self.net.setInputSize((w, h)); self.size = (w, h)
-        _, f = self.net.detect(bgr)
-        if f is None: return []
-        return [(tuple(float(v) for v in r[:4]), float(r[14]), r[4:14].reshape(5, 2).astype(np.float64)) for r in f]
-
-# %% ../nbs/04_faces.ipynb #yunort01
-def _have_onnxruntime()->bool:
-    try: import onnxruntime; return True
-    except ImportError: return False
-
-def _yunet_session(path:Path, # YuNet's .onnx file
-                   threads:int # intra-op threads (OpenCV's thread setting)
-                  ):
-    "An ONNX Runtime session of YuNet that takes any input height and width."
-    import onnx, onnxruntime as ort
-    m = onnx.load(str(path))
-    dims = m.graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_param, dims[3].dim_param = 'height', 'width'
-    for o in m.graph.output: o.type.tensor_type.shape.dim[1].dim_param = f'cells_{o.name}'
-    del m.graph.value_info[:]          # shapes inferred for 640×640: ONNX Runtime would warn on every other size
-    so = ort.SessionOptions(); so.intra_op_num_threads = max(1, threads); so.inter_op_num_threads = 1
-    so.add_session_config_entry('session.intra_op.allow_spinning', '0')   # idle threads sleep: the classifier runs next
-    return ort.InferenceSession(m.SerializeToString(), so, providers=['CPUExecutionProvider'])
-
-# %% ../nbs/04_faces.ipynb #yunort02
-def _yunet_onnx(session, bgr:np.ndarray, # an H×W×3 BGR image
-                min_score:float, nms:float)->list:
-    "(box, score, landmarks) per face from YuNet run by ONNX Runtime, decoded as OpenCV's FaceDetectorYN decodes it."
-    import cv2
-    h, w = bgr.shape[:2]; ph, pw = (h - 1)//32*32 + 32, (w - 1)//32*32 + 32
-    blob = np.zeros((1, 3, ph, pw), np.float32); blob[0, :, :h, :w] = bgr.transpose(2, 0, 1)
-    out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {'input': blob})))
-    boxes, scores, marks = [], [], []
-    for s in (8, 16, 32):
-        score = np.sqrt(np.clip(out[f'cls_{s}'][0, :, 0], 0, 1)*np.clip(out[f'obj_{s}'][0, :, 0], 0, 1))
-        keep = np.flatnonzero(score >= min_score)
-        r, c = (keep//(pw//s))[:, None], (keep % (pw//s))[:, None]
-        b, k = out[f'bbox_{s}'][0, keep], out[f'kps_{s}'][0, keep]
-        wh = np.exp(b[:, 2:4])*s
-        boxes.append(np.c_[(c + b[:, :1])*s - wh[:, :1]/2, (r + b[:, 1:2])*s - wh[:, 1:]/2, wh])
-        marks.append(np.stack([(k[:, 0::2] + c)*s, (k[:, 1::2] + r)*s], 2)); scores.append(score[keep])
-    boxes, scores, marks = np.concatenate(boxes), np.concatenate(scores), np.concatenate(marks)
-    if not len(boxes): return []
-    idx = np.array(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), min_score, nms, top_k=5000)).reshape(-1)
-    return [(tuple(float(v) for v in boxes[i]), float(scores[i]), marks[i].astype(np.float64)) for i in idx]
-
-# %% ../nbs/04_faces.ipynb #68b30792
-class HaarDetector:
-    "OpenCV's frontal-face Haar cascade with precision-minded settings (no landmarks)."
-    name = 'haar'
-    def __init__(self, min_neighbors:int=8, # overlapping windows needed to accept a face (OpenCV default: 3)
-                 min_size:float=0.06, # smallest face, as a fraction of the image's shorter side
-                 scale_factor:float=1.1, # step between detection scales
-                 margin:float=0.1 # crop margin that makes Haar boxes look like FERPlus faces
-                ):
-        import cv2
-        self.cv2, self.min_neighbors, self.min_size, self.scale_factor, self.margin = cv2, min_neighbors, min_size, scale_factor, margin
-        self.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades)/'haarcascade_frontalface_default.xml'))
-        if self.cascade.empty(): raise DataError("OpenCV's Haar face cascade could not be loaded")
-
-    def __call__(self, rgb:np.ndarray)->list:
-        g = self.cv2.cvtColor(np.ascontiguousarray(rgb), self.cv2.COLOR_RGB2GRAY)
-        m = max(20, round(self.min_size*min(g.shape)))
-        if min(g.shape) < m: return []
-        boxes, n = self.cascade.detectMultiScale2(g, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(m, m))
-        return [(tuple(float(v) for v in b), float(k), None) for b, k in zip(boxes, n)]
-
-# %% ../nbs/04_faces.ipynb #50c16ee2
-class MTCNNDetector:
-    "MTCNN from facenet-pytorch (optional dependency): faces, probabilities and five landmarks."
-    name = 'mtcnn'
-    def __init__(self, min_prob:float=0.9, # faces below this probability are dropped
-                 min_size:float=0.04, # smallest face, as a fraction of the image's shorter side
-                 margin:float=-0.05, # crop margin that makes MTCNN's boxes look like FERPlus faces
-                 device='cpu'):
-        try: from facenet_pytorch import MTCNN
-        except ImportError:
-            raise DataError("detector 'mtcnn' needs facenet-pytorch (pip install --no-deps facenet-pytorch==2.6.0)") from None
-        self.net = MTCNN(keep_all=True, device=device, min_face_size=20)
-        self.min_prob, self.min_size, self.margin = min_prob, min_size, margin
-
-    def __call__(self, rgb:np.ndarray)->list:
-        if min(rgb.shape[:2]) < 16: return []
-        boxes, probs, points = self.net.detect(Image.fromarray(rgb), landmarks=True)
-        if boxes is None: return []
-        m = self.min_size*min(rgb.shape[:2]); out = []
-        for (x1, y1, x2, y2), p, pts in zip(boxes, probs, points):
-            if p >= self.min_prob and min(x2 - x1, y2 - y1) >= m:
-                out.append(((float(x1), float(y1), float(x2 - x1), float(y2 - y1)), float(p), np.asarray(pts, np.float64)))
-        return out
-
-# %% ../nbs/04_faces.ipynb #1b3764c9
-DETECTORS = ('yunet', 'haar', 'mtcnn', 'none')
-
-def make_detector(name:str='yunet', # yunet, haar, mtcnn or none
-                  device='cpu', # where MTCNN runs
-                  **kw # detector settings (min_score, margin, …)
-                 ):
-    "A face detector by name (None for 'none')."
-    if name == 'yunet': return YuNetDetector(**kw)
-    if name == 'haar': return HaarDetector(**kw)
-    if name == 'mtcnn': return MTCNNDetector(device=device, **kw)
-    if name in ('none', None): return None
-    raise DataError(f"unknown detector {name!r}: use one of {', '.join(DETECTORS)}")
-
 # %% ../nbs/04_faces.ipynb #b932b741
 # Where FERPlus faces have their eyes and mouth centre in the 48×48 frame: medians over 1958 train faces
 # (YuNet on 192-px upscales; measured in nbs/04_faces.ipynb).
@@ -227,9 +87,10 @@ def frame_transform(landmarks:np.ndarray, # 5×2: right eye, left eye, nose, rig
     return np.hstack([A, (dst.mean(0) - A @ src.mean(0))[:, None]])
 
 # %% ../nbs/04_faces.ipynb #1c6ef8f1
-REFINE_SIDE, REFINE_ZOOM = 128, 1.5   # the refining look: a 128-px crop showing 1.5× the FERPlus frame
-
 def _eye_angle(lm)->float: return float(np.degrees(np.arctan2(lm[1][1] - lm[0][1], lm[1][0] - lm[0][0])))
+
+# %% ../nbs/04_faces.ipynb #82a12bae
+REFINE_SIDE, REFINE_ZOOM = 128, 1.5   # the refining look: a 128-px crop showing 1.5× the FERPlus frame
 
 def refine_landmarks(im:Image.Image, # the photo (RGB)
                      landmarks:np.ndarray, # 5×2 landmarks in its pixels
@@ -261,10 +122,12 @@ class FoundFace:
     landmarks: np.ndarray|None
     crop: np.ndarray
 
+# %% ../nbs/04_faces.ipynb #88ff60cd
 @lru_cache(maxsize=None)
 def _shared_detector(name:str, device:str='cpu'):
     return YuNetDetector(min_score=0.3) if name == 'yunet-refine' else make_detector(name, device=device)
 
+# %% ../nbs/04_faces.ipynb #bf2300f0
 def as_detector(detector, # a detector, its name (yunet, haar, mtcnn, none) or None
                 device='cpu' # where MTCNN runs
                ):
@@ -276,6 +139,7 @@ def _unpack(d)->tuple:
     "(box, score, landmarks) from a detector's item; (box, score) items have no landmarks."
     return (d[0], d[1], d[2] if len(d) > 2 else None)
 
+# %% ../nbs/04_faces.ipynb #73fdcc92
 def find_faces(image, # path, bytes, file object, PIL image or numpy array
                detector='yunet', # a detector or its name (yunet, haar, mtcnn)
                align:bool=True, # align on landmarks where the detector gives them
@@ -317,14 +181,13 @@ def largest_face_crop(image, # anything find_faces reads
     return max(faces, key=lambda f: f.box[2]*f.box[3]).crop if faces else None
 
 # %% ../nbs/04_faces.ipynb #938aa2ff
-EXPW_LIST, EXPW_IMAGES = 'label/label.lst', 'image/origin'
-
 def box_iou(a, b)->float:
     "Intersection over union of two (x, y, w, h) boxes."
     iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])); ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
     inter = iw*ih; union = a[2]*a[3] + b[2]*b[3] - inter
     return inter/union if union > 0 else 0.0
 
+# %% ../nbs/04_faces.ipynb #5bbd680e
 def box_face_crops(image, # anything find_faces reads
                    boxes:list, # (x, y, w, h) face boxes in the picture's pixels
                    detector='yunet', # a detector or its name
@@ -344,6 +207,8 @@ def box_face_crops(image, # anything find_faces reads
     return np.stack(crops), np.array(aligned, bool)
 
 # %% ../nbs/04_faces.ipynb #e7059423
+EXPW_LIST, EXPW_IMAGES = 'label/label.lst', 'image/origin'
+
 def _read_expw_list(path:Path)->pd.DataFrame:
     "label.lst → one row per face (one-line error naming a bad line)."
     rows = []
@@ -357,6 +222,19 @@ def _read_expw_list(path:Path)->pd.DataFrame:
             raise DataError(f"{path}:{n}: expected 'image face_id top left right bottom confidence label(0-6)', found {line.strip()!r}") from None
     return pd.DataFrame(rows, columns=['image', 'face_id', 'top', 'left', 'right', 'bottom', 'confidence', 'code'])
 
+# %% ../nbs/04_faces.ipynb #ab7b9daf
+def _expw_crops(root:Path, table:pd.DataFrame, det, min_iou:float)->dict:
+    "The face step over each ExpW picture once, for all its boxes: crops, the table rows kept, aligned mask; unreadable pictures skipped and named."
+    crops, aligned, ok, unreadable = np.zeros((len(table), FACE_SIZE, FACE_SIZE), np.uint8), np.zeros(len(table), bool), np.zeros(len(table), bool), []
+    for image, rows in table.groupby('image', sort=False).indices.items():   # one face step per picture, for all its boxes
+        sub = table.iloc[rows]
+        try: crops[rows], aligned[rows] = box_face_crops(root/EXPW_IMAGES/image, list(zip(sub.left, sub.top, sub.right - sub.left, sub.bottom - sub.top)), det, min_iou=min_iou)
+        except DataError: unreadable.append(image); continue
+        ok[rows] = True
+    if unreadable: warnings.warn(f"ExpW: skipped {len(unreadable)} unreadable picture(s): {', '.join(unreadable[:10])}{' …' if len(unreadable) > 10 else ''}")
+    return dict(images=crops[ok], rows=np.flatnonzero(ok), aligned=aligned[ok])
+
+# %% ../nbs/04_faces.ipynb #7afca6a5
 def load_expw(root, # the ExpW folder (label/label.lst, image/origin/)
               detector='yunet', # the face step's detector
               min_iou:float=0.3, # see box_face_crops
@@ -366,16 +244,7 @@ def load_expw(root, # the ExpW folder (label/label.lst, image/origin/)
     "Load ExpW into a FaceSet: every labelled box of every picture cut through the face step."
     root = _layout(Path(root), 'ExpW', [EXPW_LIST, EXPW_IMAGES], 'label/label.lst and image/origin/*.jpg')   # the folder itself, or one inside it
     table = _read_expw_list(root/EXPW_LIST); det = as_detector(detector)
-    def build():
-        crops, aligned, ok, unreadable = np.zeros((len(table), FACE_SIZE, FACE_SIZE), np.uint8), np.zeros(len(table), bool), np.zeros(len(table), bool), []
-        for image, rows in table.groupby('image', sort=False).indices.items():   # one face step per picture, for all its boxes
-            sub = table.iloc[rows]
-            try: crops[rows], aligned[rows] = box_face_crops(root/EXPW_IMAGES/image, list(zip(sub.left, sub.top, sub.right - sub.left, sub.bottom - sub.top)), det, min_iou=min_iou)
-            except DataError: unreadable.append(image); continue
-            ok[rows] = True
-        if unreadable: warnings.warn(f"ExpW: skipped {len(unreadable)} unreadable picture(s): {', '.join(unreadable[:10])}{' …' if len(unreadable) > 10 else ''}")
-        return dict(images=crops[ok], rows=np.flatnonzero(ok), aligned=aligned[ok])
-    arr = _cached(f"expw-{getattr(det, 'name', 'none')}-{min_iou}-{_fingerprint(root/EXPW_LIST, root/EXPW_IMAGES)}", build, cache, use_cache)
+    arr = _cached(f"expw-{getattr(det, 'name', 'none')}-{min_iou}-{_fingerprint(root/EXPW_LIST, root/EXPW_IMAGES)}", lambda: _expw_crops(root, table, det, min_iou), cache, use_cache)
     kept = table.iloc[arr['rows']].reset_index(drop=True)
     meta = pd.DataFrame({'source': 'expw', 'split': 'all', 'name': kept.image + '#' + kept.face_id.astype(str), 'label': kept.code,
                          'label_name': [CLASSES[c] for c in kept.code], 'aligned': arr['aligned'].astype(bool)})
@@ -397,6 +266,7 @@ def reframe_faces(faces:np.ndarray, # N×S×S uint8 face crops (FERPlus: 48×48)
         else: failed[i] = True
     return out, failed
 
+# %% ../nbs/04_faces.ipynb #daf4237c
 def load_ferplus_reframed(root=None, # the FERPlus folder (default: ferplus_dir())
                           split:str='train', # train, valid or test
                           mode:str='majority', # label mode
