@@ -145,6 +145,9 @@ PEERS = (
          source='Barsoum, Zhang, Canton Ferrer, Zhang: Training Deep Networks for Facial Expression Recognition with '
                 'Crowd-Sourced Label Distribution, ICMI 2016 (arXiv:1608.01041)'),
 )
+
+
+# %% ../nbs/02b_cards.ipynb #a288d298
 RESULTS_COLUMNS = {'model': 'model', 'ferplus_test': 'FER+ test, train prior', 'ferplus_test_balanced_uniform': 'FER+ test balanced, uniform',
                    'kdef': 'KDEF, uniform', 'size_mb': 'size (MB)', 'ms_per_face': 'ms per face', 'training': 'training'}
 RESULTS_MARKERS = ('<!-- results:start -->', '<!-- results:end -->')
