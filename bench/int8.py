@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np, onnxruntime as ort, torch
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
 from fer_nb.data import load_ferplus
-from fer_nb.model import export_onnx, load_checkpoint
+from fer_nb.model import load_checkpoint
+from fer_nb.onnx_model import export_onnx
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument('checkpoint'); p.add_argument('--calibrate', type=int, default=512); p.add_argument('--threads', type=int, default=2)

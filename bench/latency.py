@@ -71,7 +71,7 @@ def variants(model, device, threads, no_compile):
         out.append(('cuda_bf16', torch_fn(cl_model, cl=True, autocast=torch.bfloat16)))
     try:
         import onnxruntime as ort
-        from fer_nb.eval import export_onnx
+        from fer_nb.onnx_model import export_onnx
         path = Path(tempfile.mkdtemp())/'model.onnx'
         export_onnx(model.to(memory_format=torch.contiguous_format).cpu(), path)
         model.to(device)
@@ -134,7 +134,7 @@ def main(argv=None):
 def write_latency(checkpoint, rows, threads):
     "Merge the measured rows into the checkpoint's card: latency.<n>_threads.<variant>_ms_per_face_batch1 and _img_s_batch64."
     import platform
-    from fer_nb.eval import read_card, write_card
+    from fer_nb.cards import read_card, write_card
     latency = dict(read_card(checkpoint).get('latency', {}))
     latency[f'{threads}_thread' + ('s' if threads > 1 else '')] = {
         **{f"{r['variant']}_ms_per_face_batch1": round(r['ms_per_face_b1'], 2) for r in rows},

@@ -2,7 +2,7 @@
 
 # %% ../nbs/03_eval.ipynb #d658f750
 from __future__ import annotations
-import json, os, time, warnings
+import json, os, time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,22 +13,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .cli import add_checkpoint_option, add_prior_option
-from .data import CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, FerError, class_names, ferplus_dir, load_ferplus
+from .data import CLASSES, FACE_SIZE, FERPLUS_SPLITS, DataError, FaceSet, ferplus_dir, load_ferplus
 from .importers import concat, load_affectnet, load_fer2013_csv, load_image_folder, load_rafdb
-from .backbones import BACKBONES
-from .model import (PRIORS, CheckpointError, atomic_write, checkpoint_path, choose_checkpoint, default_checkpoint, export_onnx, load_checkpoint, onnx_parity,
-                          predict_logits, read_checkpoint, resolve_model, shipped_model_path,
-                          shipped_models)
+from .model import PRIORS, checkpoint_path, choose_checkpoint, load_checkpoint_file, predict_logits, resolve_model, shipped_model_path
+from .cards import write_card, write_readme_table
 
 # %% auto #0
-__all__ = ['FORMATS', 'PUBLISHED_SPLITS', 'TTA_MODES', 'TEN_CROP_SIZE', 'COMPARE_COLUMNS', 'PEERS', 'RESULTS_COLUMNS',
-           'RESULTS_MARKERS', 'detect_format', 'kdef_dir', 'photo_face_step', 'load_dataset', 'published_set',
-           'check_tta', 'tta_views', 'predict_probs', 'confusion_matrix', 'per_class_metrics', 'calibration_error',
-           'align_classes', 'EvalResult', 'dataset_name', 'evaluate', 'plot_confusion', 'plot_per_class',
-           'plot_mistakes', 'save_figures', 'card_path', 'eval_key', 'read_card', 'learned_from', 'write_card',
-           'compare', 'markdown_table', 'card_row', 'shipped_cards', 'results_table', 'replace_between',
-           'write_readme_table', 'usual_prior', 'run_eval', 'network_words', 'weak_classes', 'describe_models',
-           'add_cli']
+__all__ = ['FORMATS', 'PUBLISHED_SPLITS', 'TTA_MODES', 'TEN_CROP_SIZE', 'detect_format', 'kdef_dir', 'photo_face_step',
+           'load_dataset', 'published_set', 'check_tta', 'tta_views', 'predict_probs', 'confusion_matrix',
+           'per_class_metrics', 'calibration_error', 'align_classes', 'EvalResult', 'dataset_name', 'evaluate',
+           'plot_confusion', 'plot_per_class', 'plot_mistakes', 'save_figures', 'usual_prior', 'run_eval', 'add_cli']
 
 # %% ../nbs/03_eval.ipynb #30f40214
 FORMATS = ('ferplus', 'fer2013', 'folders', 'photos', 'rafdb', 'affectnet', 'expw')
@@ -48,6 +42,7 @@ def detect_format(path # a dataset path
     if (p/'label'/'label.lst').is_file(): return 'expw'
     return 'folders'
 
+# %% ../nbs/03_eval.ipynb #63cfacc4
 def kdef_dir()->Path:
     "The KDEF photos (one folder per class, whole photos): $FER_NB_KDEF_DIR, or a one-line DataError saying what to set."
     env = os.environ.get('FER_NB_KDEF_DIR')
@@ -56,6 +51,7 @@ def kdef_dir()->Path:
     if not path.is_dir(): raise DataError(f"FER_NB_KDEF_DIR={env} is not a folder")
     return path
 
+# %% ../nbs/03_eval.ipynb #8c75b64b
 def photo_face_step(detector:str='yunet', size:int=FACE_SIZE # side of the crops: the model's input size
                    ):
     "The face step for whole photos: photo (file or image) → size×size crop of its largest face, or None."
@@ -65,6 +61,23 @@ def photo_face_step(detector:str='yunet', size:int=FACE_SIZE # side of the crops
     step.size = size
     step.cache_key = f'{detector}-v3' + ('' if size == FACE_SIZE else f'-{size}px')   # names the cached crops; bump when the face step changes
     return step
+
+# %% ../nbs/03_eval.ipynb #111b4b56
+def _fer2013_set(data_dir, classes:int)->FaceSet:
+    "fer2013.csv (a file or its folder), with FER+ votes from fer2013new.csv beside it when present."
+    p = Path(data_dir) if data_dir is not None else None
+    if p is None or not p.exists(): raise DataError(f"dataset not found: {p}")
+    csv_path = p/'fer2013.csv' if p.is_dir() else p
+    new = csv_path.parent/'fer2013new.csv'
+    return load_fer2013_csv(csv_path, new if new.is_file() else None, 'majority', classes if new.is_file() else 7)
+
+# %% ../nbs/03_eval.ipynb #591d3e81
+def _one_split(faceset:FaceSet, split:str, data_dir)->FaceSet:
+    "The faces of one split of a set that names its splits (a set without splits is all one)."
+    have = sorted(set(faceset.meta.split))
+    if have == ['all']: return faceset
+    if split not in have: raise DataError(f"{data_dir}: no {split!r} split (it has {', '.join(have)})")
+    return faceset[(faceset.meta.split == split).to_numpy()]
 
 # %% ../nbs/03_eval.ipynb #f93e62d4
 def load_dataset(data_dir=None, # FERPlus folder, fer2013.csv (or its folder), or class-folder tree; None = FERPlus
@@ -85,23 +98,14 @@ def load_dataset(data_dir=None, # FERPlus folder, fer2013.csv (or its folder), o
         if not every and split not in FERPLUS_SPLITS: raise DataError(f"unknown split {split!r}: use train, valid, test or all")
         sets = [load_ferplus(data_dir, s, 'majority', classes, cache) for s in (FERPLUS_SPLITS if every else [split])]
         faceset = sets[0] if len(sets) == 1 else concat(*sets)
-    elif format == 'fer2013':
-        p = Path(data_dir) if data_dir is not None else None
-        if p is None or not p.exists(): raise DataError(f"dataset not found: {p}")
-        csv_path = p/'fer2013.csv' if p.is_dir() else p
-        new = csv_path.parent/'fer2013new.csv'
-        faceset = load_fer2013_csv(csv_path, new if new.is_file() else None, 'majority', classes if new.is_file() else 7)
+    elif format == 'fer2013': faceset = _fer2013_set(data_dir, classes)
     elif format in ('rafdb', 'affectnet', 'expw'):   # their own splits: RAF-DB train/test, AffectNet train/valid, ExpW none
         if data_dir is None: raise DataError(f"the {format} format needs data_dir (the dataset's folder)")
         faceset = published_set(data_dir, format, None if every else split, classes, cache, detector)
     else:
         if data_dir is None: raise DataError(f"the {format} format needs data_dir (a folder of class folders)")
         faceset = load_image_folder(data_dir, cache=cache, detect=photo_face_step(detector, size) if format == 'photos' else None)
-    if not every and format in ('fer2013', 'folders', 'photos'):
-        have = sorted(set(faceset.meta.split))
-        if have != ['all']:
-            if split not in have: raise DataError(f"{data_dir}: no {split!r} split (it has {', '.join(have)})")
-            faceset = faceset[(faceset.meta.split == split).to_numpy()]
+    if not every and format in ('fer2013', 'folders', 'photos'): faceset = _one_split(faceset, split, data_dir)
     if limit and limit < len(faceset):
         faceset = faceset[np.sort(np.random.default_rng(seed).choice(len(faceset), limit, replace=False))]
     if len(faceset) == 0: raise DataError(f"{data_dir or ferplus_dir()}: no faces to evaluate")
@@ -136,6 +140,7 @@ def check_tta(tta)->str:
     if tta not in TTA_MODES: raise DataError(f"unknown tta {tta!r}: use one of {', '.join(TTA_MODES)}")
     return tta
 
+# %% ../nbs/03_eval.ipynb #f49ae846
 def tta_views(x:torch.Tensor, # N×1×H×W faces (uint8 or float in [0, 1])
               tta:str|None=None, # none | flip | ten_crop
               crop:int=TEN_CROP_SIZE # ten-crop side in pixels
@@ -151,6 +156,7 @@ def tta_views(x:torch.Tensor, # N×1×H×W faces (uint8 or float in [0, 1])
     crops = [F.interpolate(xf[..., y:y+crop, x0:x0+crop], size=(H, W), mode='bilinear', align_corners=False) for y, x0 in corners]
     return crops + [c.flip(-1) for c in crops]
 
+# %% ../nbs/03_eval.ipynb #24b4d367
 @torch.no_grad()
 def predict_probs(model:nn.Module, # a FERNet (takes N×1×H×W uint8 or float in [0, 1])
                   images, # N×H×W or N×1×H×W uint8 faces (numpy or torch)
@@ -175,6 +181,7 @@ def confusion_matrix(y:np.ndarray, # true class indices
     y, p = np.asarray(y, np.int64), np.asarray(p, np.int64)
     return np.bincount(y*k + p, minlength=k*k).reshape(k, k)
 
+# %% ../nbs/03_eval.ipynb #f0f63ece
 def per_class_metrics(cm:np.ndarray, # k×k confusion counts
                       classes # k class names
                      )->pd.DataFrame:
@@ -187,6 +194,7 @@ def per_class_metrics(cm:np.ndarray, # k×k confusion counts
     f1 = np.where(np.isnan(recall), np.nan, f1)
     return pd.DataFrame(dict(precision=precision, recall=recall, f1=f1, support=support.astype(int)), index=list(classes))
 
+# %% ../nbs/03_eval.ipynb #ce82f434
 def calibration_error(confidence:np.ndarray, # top-class probability per image
                       correct:np.ndarray, # whether the top class was right
                       bins:int=15 # equal-width confidence bins
@@ -207,10 +215,8 @@ def align_classes(model_classes, # the model's class names, in output order
     mc = list(model_classes); counts = faceset.class_counts()
     label_map = np.array([mc.index(c) if c in mc else -1 for c in faceset.classes], np.int64)
     present = [c for c, n in zip(faceset.classes, counts) if n > 0]
-    return dict(label_map=label_map,
-                excluded={c: int(n) for c, n in zip(faceset.classes, counts) if c not in mc and n > 0},
-                absent=[c for c in mc if c not in present],
-                present=[c for c in mc if c in present])
+    return dict(label_map=label_map, excluded={c: int(n) for c, n in zip(faceset.classes, counts) if c not in mc and n > 0},
+                absent=[c for c in mc if c not in present], present=[c for c in mc if c in present])
 
 # %% ../nbs/03_eval.ipynb #c3dc402c
 @dataclass
@@ -247,28 +253,53 @@ class EvalResult:
         return '\n'.join(s)
     def __repr__(self): return f"EvalResult({self.summary()})"
 
-# %% ../nbs/03_eval.ipynb #57a187b4
+# %% ../nbs/03_eval.ipynb #85d768ff
+def _labels(classes, # the model's class names
+            faceset:FaceSet)->tuple:
+    "(class alignment, each face's label as a model output (-1: a class the model lacks), which faces count), or a one-line DataError."
+    alignment = align_classes(classes, faceset)
+    y = alignment['label_map'][faceset.labels]; inc = y >= 0
+    if not inc.any():
+        raise DataError(f"none of the data's classes ({', '.join(alignment['excluded'])}) are classes of the model ({', '.join(classes)})")
+    return alignment, y, inc
+
+# %% ../nbs/03_eval.ipynb #8597ab1e
+def _vote_shares(faceset:FaceSet, classes, pred:np.ndarray)->np.ndarray:
+    "Per face, the share of FER+ annotators who voted for the predicted class (NaN where the data has no votes)."
+    vote = np.full(len(faceset), np.nan)
+    if faceset.has_votes:
+        dist = faceset.targets('probability')   # N×(data classes), FER+ processing
+        col = np.array([list(faceset.classes).index(c) if c in faceset.classes else -1 for c in classes])
+        vote = np.where(col[pred] >= 0, dist[np.arange(len(pred)), np.maximum(col[pred], 0)], 0.0)
+    return vote
+
+# %% ../nbs/03_eval.ipynb #43d7a52f
+def _predictions_table(faceset:FaceSet, classes, y, pred, conf, ok, inc, vote)->pd.DataFrame:
+    "One row per face: its name, true and predicted class, confidence, whether it was right and counted, its vote share."
+    m = faceset.meta
+    return pd.DataFrame(dict(name=m['name'] if 'name' in m else np.arange(len(m)), label_name=m.label_name.to_numpy(),
+                             pred_name=np.array(classes)[pred], confidence=conf, correct=ok, included=inc,
+                             label=y, pred=pred, vote_share=vote))
+
 def dataset_name(faceset:FaceSet)->str:
     "'source/split' of a FaceSet (several joined with '+')."
     joined = lambda col: '+'.join(sorted(map(str, faceset.meta[col].unique()))) if col in faceset.meta and len(faceset) else '?'
     return f"{joined('source')}/{joined('split')}"
 
+
+# %% ../nbs/03_eval.ipynb #a950612d
 def evaluate(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck) from load_checkpoint, or a model
              faceset:FaceSet, # the faces, from any importer (or load_dataset)
              tta:str|None=None, # none | flip | ten_crop
              classes=None, # the model's class names, for a bare model
              dataset:str|None=None, # a name for the data in reports (default: source/split from the meta)
-             batch_size:int=256, device='cpu',
-             crop:int=TEN_CROP_SIZE, # ten-crop side
+             batch_size:int=256, device='cpu', crop:int=TEN_CROP_SIZE, # ten-crop side
              prior:str|None=None # uniform | train class prior (None: uniform for a path, as loaded for a model)
             )->EvalResult:
     "Score a checkpoint on a FaceSet: accuracy, vote accuracy, per-class P/R/F1, confusion, calibration, predictions."
     tta = check_tta(tta)
     model, classes, info = resolve_model(checkpoint_or_model, classes, device, prior)
-    alignment = align_classes(classes, faceset); k = len(classes)
-    y = alignment['label_map'][faceset.labels]; inc = y >= 0
-    if not inc.any():
-        raise DataError(f"none of the data's classes ({', '.join(alignment['excluded'])}) are classes of the model ({', '.join(classes)})")
+    alignment, y, inc = _labels(classes, faceset); k = len(classes)
     t0 = time.time()
     probs = predict_probs(model, faceset.images, tta, batch_size, device, crop)
     secs = time.time() - t0
@@ -277,15 +308,10 @@ def evaluate(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck
     ok = (pred == y) & found   # a photo in which no face was found counts as wrong
     present = np.array([c in alignment['present'] for c in classes])
     pred_present = np.where(present, probs, -1).argmax(1)
-    vote = np.full(len(faceset), np.nan)
-    if faceset.has_votes:
-        dist = faceset.targets('probability')   # N×(data classes), FER+ processing
-        col = np.array([list(faceset.classes).index(c) if c in faceset.classes else -1 for c in classes])
-        vote = np.where(col[pred] >= 0, dist[np.arange(len(pred)), np.maximum(col[pred], 0)], 0.0)
+    vote = _vote_shares(faceset, classes, pred)
     cm = confusion_matrix(y[inc & found], pred[inc & found], k)   # what the model said, about the faces it saw
     per_class = per_class_metrics(cm, classes)
-    metrics = dict(
-        checkpoint=info.get('name'), model=info.get('arch'), dataset=dataset or dataset_name(faceset), tta=tta,
+    metrics = dict(checkpoint=info.get('name'), model=info.get('arch'), dataset=dataset or dataset_name(faceset), tta=tta,
         accuracy=float(ok[inc].mean()), prior=info.get('prior'),
         balanced_accuracy=float(np.mean([ok[inc & (y == c)].mean() for c in range(k) if (inc & (y == c)).any()])),
         face_found_rate=float(found.mean()) if 'face_found' in faceset.meta else None,
@@ -295,10 +321,7 @@ def evaluate(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck
         accuracy_present=float((pred_present == y)[inc].mean()),
         n_images=int(inc.sum()), n_total=len(faceset), excluded=alignment['excluded'], absent_classes=alignment['absent'],
         images_per_s=round(len(faceset)/max(secs, 1e-9), 1))
-    m = faceset.meta
-    preds = pd.DataFrame(dict(name=m['name'] if 'name' in m else np.arange(len(m)), label_name=m.label_name.to_numpy(),
-                              pred_name=np.array(classes)[pred], confidence=conf, correct=ok, included=inc,
-                              label=y, pred=pred, vote_share=vote))
+    preds = _predictions_table(faceset, classes, y, pred, conf, ok, inc, vote)
     return EvalResult(metrics, per_class, cm, preds, probs, classes, faceset)
 
 # %% ../nbs/03_eval.ipynb #27addde9
@@ -313,6 +336,7 @@ def plot_confusion(result:EvalResult, normalise:bool=True, ax=None):
     ax.set_title(f"{result.metrics['checkpoint']} on {result.metrics['dataset']} (tta {result.metrics['tta']}): acc {result.accuracy:.3f}", fontsize=9)
     return ax.figure
 
+# %% ../nbs/03_eval.ipynb #5b0ebb00
 def plot_per_class(result:EvalResult, ax=None):
     "Grouped bars: precision, recall and F1 per class (with each class's support)."
     import seaborn as sns, matplotlib.pyplot as plt
@@ -324,6 +348,7 @@ def plot_per_class(result:EvalResult, ax=None):
     ax.set_title(f"per class (macro-F1 {result.metrics['macro_f1']:.3f})", fontsize=9)
     return ax.figure
 
+# %% ../nbs/03_eval.ipynb #213510ee
 def plot_mistakes(result:EvalResult, n:int=24, cols:int=8):
     "Gallery of the most confident mistakes, titled true → predicted (confidence)."
     import matplotlib.pyplot as plt
@@ -339,6 +364,7 @@ def plot_mistakes(result:EvalResult, n:int=24, cols:int=8):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/03_eval.ipynb #ac518863
 def save_figures(result:EvalResult, out_dir, # folder for the PNGs
                  prefix:str='' # file name prefix
                 )->dict:
@@ -349,193 +375,6 @@ def save_figures(result:EvalResult, out_dir, # folder for the PNGs
         fig = fn(result); paths[name] = out/f'{prefix}{name}.png'
         fig.savefig(paths[name], dpi=110, bbox_inches='tight'); plt.close(fig)
     return paths
-
-# %% ../nbs/03_eval.ipynb #1467426e
-def card_path(checkpoint)->Path:
-    "The card beside a checkpoint (a file or a shipped model's name): x.pt → x.json."
-    return checkpoint_path(checkpoint).with_suffix('.json')
-
-def eval_key(result:EvalResult)->str:
-    "The card key of a result: dataset, '+tta' when TTA was on, '@prior' when not the dataset's usual prior."
-    m = result.metrics
-    return m['dataset'] + ('' if m['tta'] == 'none' else f"+{m['tta']}") + ('' if m.get('usual_prior', True) else f"@{m['prior']}")
-
-def read_card(checkpoint)->dict:
-    "The card of a checkpoint ({} when it has none), or a one-line error when it is not valid JSON."
-    p = card_path(checkpoint)
-    if not p.exists(): return {}
-    try: card = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CheckpointError(f"{p}: not a valid metrics card ({e}); fix or delete it") from None
-    if not isinstance(card, dict): raise CheckpointError(f"{p}: not a valid metrics card (expected a JSON object)")
-    return card
-
-def _backbones_learned_by(checkpoints:list # init and teacher checkpoints a run learned from
-                         )->dict:
-    "{backbone: the checkpoint it came through} for every pretrained backbone those checkpoints' cards say they learned from."
-    found = {}
-    for c in filter(None, checkpoints):
-        try: said = read_card(c).get('learned_from', '')   # a card names its own ancestors' backbones, so one level reaches them all
-        except (CheckpointError, OSError): continue        # no readable card: nothing is claimed
-        found.update({name: c for name, b in BACKBONES.items() if b['trained_on'] in str(said) and name not in found})
-    return found
-
-def _backbone_words(name:str)->str:
-    "A pretrained backbone in words: its name, the data it was trained on, its licence and source."
-    b = BACKBONES[name]
-    return f"the pretrained {name} backbone: {b['trained_on']}; {b['licence']}; source {b['source']}"
-
-def learned_from(config:dict # a training run's settings (a checkpoint's `config`)
-                )->str:
-    "What a trained model learned from, in words: its training data, a pretrained backbone's own data and licence, init and teacher checkpoints (and the backbones their cards name)."
-    if config.get('members'):   # a pair (combine_checkpoints): each network's own card says what it learned from
-        members = config['members']
-        return '; '.join([f"the networks it averages: {', '.join(Path(str(m)).name for m in members)} (see their cards)"] +
-                         [f"through {Path(str(via)).name}, {_backbone_words(name)}" for name, via in _backbones_learned_by(members).items()])
-    parts = ["FERPlus train (the FER-2013 faces with Microsoft's FER+ votes; labels MIT)" + (', re-framed by the face step' if config.get('reframe') else '')]
-    parts += [f"{d['format']} train faces from {Path(str(d['path'])).name} (weight {d.get('weight', 1)})" for d in config.get('datasets') or []]
-    init, teachers = config.get('init'), (config.get('teachers') or []) if config.get('distill') else []
-    if init in BACKBONES: parts.append(_backbone_words(init))
-    elif init: parts.append(f"the weights of {Path(str(init)).name}, which it was fine-tuned from (see that model's card)")
-    if teachers: parts.append('the predictions of its teacher' + ('s ' if len(teachers) > 1 else ' ') + ', '.join(Path(str(t)).name for t in teachers)
-                              + ' on those faces (see their cards)')
-    inherited = _backbones_learned_by([init] + teachers if init not in BACKBONES else teachers)
-    parts += [f"through {Path(str(via)).name}, {_backbone_words(name)}" for name, via in inherited.items() if name != init]
-    if not init: parts.append('no pretrained weights of its own' if inherited else 'no pretrained weights')
-    return '; '.join(parts)
-
-def write_card(results, # an EvalResult or a list of them
-               checkpoint, # the checkpoint the card belongs beside
-               **extra # other top-level fields to set (e.g. latency={...})
-              )->Path:
-    "Merge evaluation results (and `extra`) into the checkpoint's card, atomically; a new card says what the model learned from (`learned_from`)."
-    results = [results] if isinstance(results, EvalResult) else list(results)
-    checkpoint = checkpoint_path(checkpoint)
-    card = read_card(checkpoint)
-    try:
-        saved = read_checkpoint(checkpoint)
-        card.update(checkpoint=Path(checkpoint).name, model=saved.get('arch', {}), classes=saved.get('classes'),
-                    training={k: saved.get(k) for k in ('config', 'epoch', 'best_valid_acc', 'train_seconds', 'machine') if k in saved})
-        if isinstance(saved.get('config'), dict): card.setdefault('learned_from', learned_from(saved['config']))   # a hand-written one stays
-    except CheckpointError: card.setdefault('checkpoint', Path(checkpoint).name)
-    evals = card.setdefault('evaluations', {})
-    for r in results: evals[eval_key(r)] = dict(r.to_dict(), evaluated=time.strftime('%Y-%m-%d %H:%M:%S'))
-    card.update(extra)
-    return atomic_write(card_path(checkpoint), lambda tmp: Path(tmp).write_text(json.dumps(card, indent=1) + '\n'))
-
-# %% ../nbs/03_eval.ipynb #d9171223
-COMPARE_COLUMNS = ('accuracy', 'vote_accuracy', 'macro_f1', 'ece', 'n_images')
-
-def compare(items, # checkpoint paths (their cards are read), EvalResults, or {name: EvalResult|card}
-            keys=None # evaluation keys to keep (e.g. ['ferplus/test']); None = all
-           )->pd.DataFrame:
-    "One row per (checkpoint, evaluation) with the headline metrics."
-    items = items.items() if isinstance(items, dict) else [(None, x) for x in items]
-    rows = []
-    for name, x in items:
-        if isinstance(x, EvalResult): name, evals, arch = name or x.metrics['checkpoint'], {eval_key(x): x.metrics}, None
-        else:
-            card = x if isinstance(x, dict) else read_card(x)
-            name = name or (Path(x).stem if not isinstance(x, dict) else card.get('checkpoint', '?'))
-            evals, arch = card.get('evaluations', {}), card.get('model', {}).get('name')
-        for k, m in evals.items():
-            if keys is None or k in keys:
-                rows.append(dict(checkpoint=name, model=arch or m.get('model'), evaluation=k, **{c: m.get(c) for c in COMPARE_COLUMNS}))
-    return pd.DataFrame(rows, columns=['checkpoint', 'model', 'evaluation', *COMPARE_COLUMNS])
-
-def markdown_table(df:pd.DataFrame, digits:int=4)->str:
-    "A DataFrame as a GitHub markdown table (floats rounded)."
-    fmt = lambda v: '' if v is None or (isinstance(v, float) and np.isnan(v)) else f'{v:.{digits}f}' if isinstance(v, float) else str(v)
-    lines = ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|'*len(df.columns)]
-    lines += ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in df.itertuples(index=False)]
-    return '\n'.join(lines)
-
-# %% ../nbs/03_eval.ipynb #5c368326
-# The rows beside the shipped model: other recipes measured here (their record: experiments/README.md) and other
-# models, measured here or published. Accuracies in %; a missing key was not measured.
-PEERS = (
-    dict(model='`configs/balanced.yaml` retrained: mean of 8 seeds (what a retrain gives)', ferplus_test=84.9,
-         ferplus_test_balanced_uniform=75.2, kdef=79.0, training='4.3 min each on an H200 (6 seeds), 62-80 min on one CPU thread (2)',
-         source='experiments/README.md: seeds 0-7 of configs/balanced.yaml, final weights, per-face standardisation switched on'),
-    dict(model='`configs/balanced_long.yaml` retrained: mean of 5 seeds (what a retrain gives)', ferplus_test=86.2,
-         ferplus_test_balanced_uniform=77.8, kdef=78.0, training='6.0 min each on an H200 (3 seeds), 97-108 min on one CPU thread (2)',
-         source='experiments/README.md: seeds 0-4 of configs/balanced_long.yaml, final weights, per-face standardisation switched on'),
-    dict(model='`resnet_fer_balanced_long`, the teacher of `fast`, shipped before it: `configs/balanced_long.yaml`, seed 4', ferplus_test=86.3,
-         ferplus_test_balanced_uniform=78.2, kdef=78.5, size_mb=5.65, ms_per_face=0.45, training='108 min on one CPU thread',
-         source='experiments/README.md: its card, git history (models/resnet_fer_balanced_long.json before the distilled model)'),
-    dict(model='`configs/cpu.yaml`, the 90-minute CPU recipe (keeps the training prior)', ferplus_test=85.4,
-         training='68 min on 2 idle CPU cores', source='experiments/README.md: configs/cpu.yaml, 30 epochs'),
-    dict(model='`fer` package (FER2013 mini-Xception), its whole pipeline', kdef=68.8,
-         source='measured here: the `fer` pip package (its face detector and classifier) on the same 980 KDEF photos'),
-    dict(model='Barsoum et al. 2016, VGG13 from scratch, 64 px (published)', ferplus_test=84.99, training='GPU',
-         source='Barsoum, Zhang, Canton Ferrer, Zhang: Training Deep Networks for Facial Expression Recognition with '
-                'Crowd-Sourced Label Distribution, ICMI 2016 (arXiv:1608.01041)'),
-)
-RESULTS_COLUMNS = {'model': 'model', 'ferplus_test': 'FER+ test, train prior', 'ferplus_test_balanced_uniform': 'FER+ test balanced, uniform',
-                   'kdef': 'KDEF, uniform', 'size_mb': 'size (MB)', 'ms_per_face': 'ms per face', 'training': 'training'}
-RESULTS_MARKERS = ('<!-- results:start -->', '<!-- results:end -->')
-
-def card_row(card:dict, # a shipped model's card (read_card)
-             name:str|None=None, # its name in models/NAMES (e.g. fast), if it has one
-             default:bool=False # whether it is the model used when none is named
-            )->dict:
-    "The carded model's row of the results table (accuracies in %), or a one-line CheckpointError naming what the card lacks."
-    try:
-        pct = lambda key, metric: round(100*card['evaluations'][key][metric], 1)
-        stem = Path(card['checkpoint']).stem
-        shipped = 'shipped' + (f' as `{name}`' if name and name != stem else '') + (', the default' if default else '')
-        return dict(model=f"**`{stem}`** ({shipped}): `{card['recipe']['stages'][-1]['config']}`",
-                    ferplus_test=pct('ferplus/test', 'accuracy'), ferplus_test_balanced_uniform=pct('ferplus/test@uniform', 'balanced_accuracy'),
-                    kdef=pct('kdef/all', 'accuracy'), size_mb=card['size']['file_mb'],
-                    ms_per_face=card['latency']['2_threads']['onnxruntime_ms_per_face_batch1'],
-                    training=f"{card['training']['train_seconds']/60:.0f} min on {card['recipe']['trained_on']}")
-    except (KeyError, IndexError, TypeError) as e:
-        raise CheckpointError(f"{card.get('checkpoint', 'the card')}: the card lacks {e} for the results table") from None
-
-def _table_cell(value)->str:
-    "Text as it is, a number with at most 2 decimals (at least 1: 79.0, 84.99), None as blank."
-    if value is None or isinstance(value, str): return value or ''
-    return f'{value:.2f}'.rstrip('0').removesuffix('.') if value % 1 else f'{value:.1f}'
-
-def shipped_cards()->list:
-    "(name, card) of every shipped model, the default first: named as in models/NAMES, else by its file's stem."
-    default, names = shipped_model_path(), {}
-    for name, path in shipped_models().items():
-        if names.get(path, path.stem) == path.stem: names[path] = name   # a NAMES name wins over the stem
-    order = sorted(names, key=lambda p: (p != default, names[p]))
-    return [(names[p], read_card(p)) for p in order]
-
-def results_table(cards, # the shipped models: a card, or [(name, card)] as shipped_cards() gives, the default first
-                  peers=PEERS # the rows beside them
-                 )->str:
-    "The README's results table (markdown): the carded models first, then `peers`, then what the columns mean."
-    cards = [(None, cards)] if isinstance(cards, dict) else list(cards)
-    rows = [*(card_row(card, name, default=i == 0 and len(cards) > 1) for i, (name, card) in enumerate(cards)), *peers]
-    card = cards[0][1]
-    lines = ['| ' + ' | '.join(RESULTS_COLUMNS.values()) + ' |', '|' + '---|'*len(RESULTS_COLUMNS)]
-    lines += ['| ' + ' | '.join(_table_cell(row.get(k)) for k in RESULTS_COLUMNS) + ' |' for row in rows]
-    machine = card['latency'].get('machine', '').split(';')[0]
-    lines += ['', "Accuracy in %, 7 classes, no test-time augmentation. FER+ test: the 3,122 official test faces, majority label; "
-              "*train prior*: FERPlus's class frequencies (the benchmark number); *uniform*: every expression equally likely (what the "
-              "product does); balanced: the mean per-class recall. KDEF: 980 posed photos of 70 people (140 per class), whole photos "
-              f"through the face step. Size: the checkpoint file. ms per face: ONNX Runtime, batch 1, 2 threads of {machine}. "
-              "Blank: not measured. Sources of the other rows: `PEERS` in `fer_nb.eval`."]
-    return '\n'.join(lines)
-
-def replace_between(text:str, block:str, markers=RESULTS_MARKERS)->str:
-    "`text` with what lies between the two markers replaced by `block` (a one-line DataError when they are missing)."
-    start, end = markers
-    i, j = text.find(start), text.find(end)
-    if i < 0 or j < i: raise DataError(f"the markers {start} and {end} are missing or out of order")
-    return text[:i + len(start)] + '\n' + block.strip('\n') + '\n' + text[j:]
-
-def write_readme_table(readme='README.md', # the file with the results markers
-                       checkpoint=None # whose card (None: every shipped model's)
-                      )->Path:
-    "Write the results table of the shipped models' cards (or `checkpoint`'s) between the README's results markers (atomic)."
-    path = Path(readme)
-    if not path.is_file(): raise DataError(f"README not found: {path}")
-    text = replace_between(path.read_text(), results_table(read_card(checkpoint) if checkpoint else shipped_cards()))
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 # %% ../nbs/03_eval.ipynb #f2325370
 def usual_prior(format:str)->str:
@@ -548,8 +387,8 @@ def run_eval(checkpoint=None, # path or shipped model's name; None: $FER_NB_CHEC
              detector:str='yunet' # photos: the face detector
             )->list:
     "Load checkpoint and data; evaluate plain, with TTA (if asked), and under the other prior: [plain, tta…, other prior]."
-    path = choose_checkpoint(checkpoint)
-    model, saved = load_checkpoint(path)
+    path = choose_checkpoint(checkpoint)   # the one place a name becomes a file on this walk
+    model, saved = load_checkpoint_file(path)
     classes = saved['classes']
     fmt = format or ('ferplus' if data_dir is None else detect_format(data_dir))
     faceset = load_dataset(data_dir, fmt, split, classes=8 if len(classes) == 8 else 7, limit=limit, detector=detector,
@@ -571,13 +410,12 @@ def _eval_cmd(args)->int:
     if args.threads: torch.set_num_threads(args.threads)
     if args.kdef and args.data: raise DataError("--kdef and --data name two datasets: give one")
     data, format = (kdef_dir(), 'photos') if args.kdef else (args.data, args.format)
-    checkpoint = choose_checkpoint(args.checkpoint)
-    results = run_eval(checkpoint, data, format, args.split, args.tta, args.limit, args.batch_size, args.crop, args.prior, args.detector)
+    results = run_eval(args.checkpoint, data, format, args.split, args.tta, args.limit, args.batch_size, args.crop, args.prior, args.detector)
     main = [r for r in results if r.metrics['usual_prior'] == results[0].metrics['usual_prior']]
     other = [r for r in results if r not in main]
     if args.figures:
-        for r in main: save_figures(r, args.figures, prefix=f"{Path(checkpoint).stem}_{r.metrics['tta']}_")
-    if args.card: write_card(results, checkpoint)
+        for r in main: save_figures(r, args.figures, prefix=f"{r.metrics['checkpoint']}_{r.metrics['tta']}_")   # the checkpoint's stem
+    if args.card: write_card(results, choose_checkpoint(args.checkpoint))   # the evaluated file: the same answer as run_eval's
     if args.json:
         out = main[-1].to_dict()
         if len(main) > 1: out['without_tta'] = main[0].to_dict()
@@ -588,54 +426,9 @@ def _eval_cmd(args)->int:
         print(main[-1].per_class.round(3).to_string())
     return 0
 
-def _export_cmd(args)->int:
-    checkpoint = choose_checkpoint(args.checkpoint)
-    p = export_onnx(checkpoint, args.onnx, args.opset, prior=args.prior)
-    diff = onnx_parity(checkpoint, p, prior=args.prior)
-    import onnx
-    side = onnx.load(str(p)).graph.input[0].type.tensor_type.shape.dim[-1].dim_value   # the model's own input size (48, 112…)
-    print(f"wrote {p} (input faces N×1×{side}×{side} float in [0, 1]; ONNX Runtime vs PyTorch max abs diff {diff:.2e})")
-    if diff > 1e-4: raise CheckpointError(f"ONNX export of {checkpoint} disagrees with PyTorch (max abs diff {diff:.2e} > 1e-4)")
-    return 0
-
-def network_words(arch:dict)->str:
-    "A checkpoint's network in words: 'resnet_fer at 48 px', or each network of a pair ('faceres at 112 px + resnet_fer at 48 px')."
-    members = (arch.get('kwargs') or {}).get('members') if arch.get('name') == 'ensemble' else None
-    return ' + '.join(network_words(m) for m in members) if members else f"{arch.get('name')} at {arch.get('in_size')} px"
-
-def weak_classes(card:dict, # a model's card
-                 key:str='kdef/all', # the evaluation to read
-                 below:float=0.5 # recall under this is weak
-                )->dict:
-    "{class: recall} for the classes the model recalls under `below` in one of its card's evaluations (KDEF: posed photos)."
-    per_class = card.get('evaluations', {}).get(key, {}).get('per_class', {})
-    return {c: round(m['recall'], 3) for c, m in per_class.items() if m.get('recall', 1.0) < below}
-
-def describe_models()->list:
-    "Every shipped model, the default first, from its card: name, file, whether it is the default, network, size, headline numbers, what it learned from."
-    files, rows = shipped_models(), []
-    for i, (name, card) in enumerate(shipped_cards()):   # the default comes first
-        ev, latency = card.get('evaluations', {}), card.get('latency', {}).get('2_threads', {})
-        pct = lambda key, metric: round(100*ev[key][metric], 1) if key in ev else None
-        rows.append(dict(name=name, file=str(files[name]), default=i == 0,
-                         model=network_words(card['model']), size_mb=card.get('size', {}).get('file_mb'),
-                         ferplus_test=pct('ferplus/test', 'accuracy'), kdef=pct('kdef/all', 'accuracy'),
-                         ms_per_face=latency.get('onnxruntime_ms_per_face_batch1'), weak_on_kdef=weak_classes(card),
-                         learned_from=card.get('learned_from', 'not recorded on its card')))
-    return rows
-
-def _models_cmd(args)->int:
-    rows = describe_models()
-    if args.json: print(json.dumps(rows)); return 0
-    for r in rows:
-        numbers = ', '.join(f'{k} {v}' for k, v in (('FER+ test', r['ferplus_test']), ('KDEF', r['kdef']), ('ms per face', r['ms_per_face'])) if v is not None)
-        weak = ', '.join(f"{c} ({v:.0%} recall)" for c, v in r['weak_on_kdef'].items())
-        print(f"{r['name']}{' (the default)' if r['default'] else ''}: {r['file']}, {r['model']}, {r['size_mb']} MB; {numbers}\n  learned from: {r['learned_from']}"
-              + (f"\n  weak on posed photos (KDEF, under 50 % recall): {weak}; trust {'that label' if len(r['weak_on_kdef']) == 1 else 'those labels'} less" if weak else ''))
-    return 0
-
+# %% ../nbs/03_eval.ipynb #1019b2a4
 def add_cli(sub):
-    "Add `fer-nb eval` and `fer-nb export` to the CLI."
+    "Add `fer-nb eval` to the CLI."
     p = sub.add_parser('eval', help='evaluate a checkpoint on FERPlus or any supported dataset')
     add_checkpoint_option(p)
     p.add_argument('--data', help='FERPlus folder, fer2013.csv or a folder of class folders (default: $FERPLUS_DIR)')
@@ -654,12 +447,3 @@ def add_cli(sub):
     p.add_argument('--json', action='store_true', help='print the metrics as one JSON object')
     p.add_argument('--readme-table', metavar='README', help="write the results table from the checkpoint's card into README (between its results markers); evaluates nothing")
     p.set_defaults(func=_eval_cmd)
-    p = sub.add_parser('export', help='export a checkpoint to ONNX (with a parity check)')
-    add_checkpoint_option(p)
-    add_prior_option(p, help='class prior built into the exported logits (default: uniform)')
-    p.add_argument('--onnx', required=True, help='the .onnx file to write')
-    p.add_argument('--opset', type=int, default=17)
-    p.set_defaults(func=_export_cmd)
-    p = sub.add_parser('models', help='list the shipped models: names for --model, the default, what each learned from')
-    p.add_argument('--json', action='store_true', help='print them as one JSON list')
-    p.set_defaults(func=_models_cmd)

@@ -11,17 +11,16 @@ import torch.nn.functional as F
 import numpy as np
 
 from .data import CLASSES, FACE_SIZE, PRIORS, DataError, FerError, class_names, find_file
+from .networks import FaceRes, MobileFER, ResNetFER, VGG13FER
 
 # %% auto #0
-__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'FACERES_BLOCKS', 'MODELS', 'COMBINED', 'FERPLUS_TRAIN_PRIOR',
-           'TRAINING_ONLY', 'FERNet', 'standardise_faces', 'VGG13FER', 'BasicBlock', 'ResNetFER', 'InvertedResidual',
-           'MobileFER', 'SameConv2d', 'FaceRes', 'register_model', 'vgg13', 'vgg13_half', 'resnet_fer',
-           'resnet_fer_wide', 'mobile_fer', 'faceres', 'list_models', 'create_model', 'model_from_arch', 'count_params',
-           'count_macs', 'model_table', 'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint',
-           'shipped_model_path', 'shipped_models', 'checkpoint_path', 'read_checkpoint', 'default_checkpoint',
-           'choose_checkpoint', 'train_prior', 'prior_bias', 'load_checkpoint', 'ship_checkpoint', 'predict_logits',
-           'resolve_model', 'export_onnx', 'onnx_parity', 'area_matrix', 'area_resize', 'Ensemble', 'ensemble',
-           'combine_checkpoints']
+__all__ = ['FERPLUS_MEAN', 'FERPLUS_STD', 'FERPLUS_FACE_STD', 'MODELS', 'COMBINED', 'FERPLUS_TRAIN_PRIOR', 'TRAINING_ONLY',
+           'FERNet', 'standardise_faces', 'register_model', 'vgg13', 'vgg13_half', 'resnet_fer', 'resnet_fer_wide',
+           'mobile_fer', 'faceres', 'list_models', 'create_model', 'model_from_arch', 'count_params', 'count_macs',
+           'model_table', 'CheckpointError', 'atomic_write', 'atomic_save', 'save_checkpoint', 'shipped_model_path',
+           'shipped_models', 'checkpoint_path', 'read_checkpoint', 'default_checkpoint', 'choose_checkpoint',
+           'train_prior', 'prior_bias', 'load_checkpoint_file', 'load_checkpoint', 'ship_checkpoint', 'predict_logits',
+           'resolve_model', 'area_matrix', 'area_resize', 'Ensemble', 'ensemble', 'combine_checkpoints']
 
 # %% ../nbs/01_model.ipynb #9ab5a671
 FERPLUS_MEAN, FERPLUS_STD = 0.5069, 0.2542   # gray pixel mean/std of FERPlus train, in [0, 1]
@@ -46,6 +45,7 @@ class FERNet(nn.Module):
             x = F.interpolate(x, size=(self.in_size, self.in_size), mode='bilinear', align_corners=False)
         return self.backbone((x - self.mean)/self.std) + self.logit_bias   # input scaling, then the network
 
+# %% ../nbs/01_model.ipynb #d362a8d3
 def standardise_faces(x:torch.Tensor, # N×1×H×W floats in [0, 1]
                       eps:float=0.02 # std floor: a nearly flat image is not blown up into noise
                      )->torch.Tensor:
@@ -53,101 +53,6 @@ def standardise_faces(x:torch.Tensor, # N×1×H×W floats in [0, 1]
     mu = x.mean((-2, -1), keepdim=True)
     sd = (x - mu).square().mean((-2, -1), keepdim=True).sqrt()
     return (x - mu)/sd.clamp_min(eps)*FERPLUS_FACE_STD + FERPLUS_MEAN
-
-# %% ../nbs/01_model.ipynb #38b50ced
-def _conv_bn(ci, co, k=3, s=1, groups=1, act=True):
-    layers = [nn.Conv2d(ci, co, k, s, k//2, groups=groups, bias=False), nn.BatchNorm2d(co)]
-    return nn.Sequential(*layers, nn.ReLU(inplace=True)) if act else nn.Sequential(*layers)
-
-class VGG13FER(nn.Module):
-    "The FER+ VGG13 (Barsoum et al. 2016), with batch norm; `width` scales every layer."
-    def __init__(self, num_classes:int=7, width:float=1.0, in_size:int=FACE_SIZE, dropout:float=0.5):
-        super().__init__()
-        cfg = [(64, 2), (128, 2), (256, 3), (256, 3)]
-        layers, ci = [], 1
-        for co, n in cfg:
-            co = int(co*width)
-            for _ in range(n): layers.append(_conv_bn(ci, co)); ci = co
-            layers += [nn.MaxPool2d(2), nn.Dropout(0.25)]
-        self.features = nn.Sequential(*layers)
-        fc, side = int(1024*width), in_size//16
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(ci*side*side, fc), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                  nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(fc, num_classes))
-    def forward(self, x): return self.head(self.features(x))
-
-# %% ../nbs/01_model.ipynb #08178081
-class BasicBlock(nn.Module):
-    def __init__(self, ci, co, stride=1):
-        super().__init__()
-        self.c1, self.c2 = _conv_bn(ci, co, s=stride), _conv_bn(co, co, act=False)
-        self.skip = nn.Identity() if stride == 1 and ci == co else _conv_bn(ci, co, k=1, s=stride, act=False)
-    def forward(self, x): return F.relu(self.c2(self.c1(x)) + self.skip(x), inplace=True)
-
-class ResNetFER(nn.Module):
-    "ResNet-18-style network for small gray faces."
-    def __init__(self, num_classes:int=7, width:int=32, blocks=(2, 2, 2, 2), stem_stride:int=2, dropout:float=0.2):
-        super().__init__()
-        self.stem = _conv_bn(1, width, s=stem_stride)
-        stages, ci = [], width
-        for i, n in enumerate(blocks):
-            co = width*2**i
-            stages += [BasicBlock(ci, co, stride=1 if i == 0 else 2)] + [BasicBlock(co, co) for _ in range(n - 1)]
-            ci = co
-        self.stages = nn.Sequential(*stages)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(ci, num_classes))
-    def forward(self, x): return self.head(self.stages(self.stem(x)))
-
-# %% ../nbs/01_model.ipynb #b0cdbe31
-class InvertedResidual(nn.Module):
-    def __init__(self, ci, co, stride=1, expand=4):
-        super().__init__()
-        h = ci*expand
-        self.body = nn.Sequential(_conv_bn(ci, h, k=1), _conv_bn(h, h, s=stride, groups=h), _conv_bn(h, co, k=1, act=False))
-        self.res = stride == 1 and ci == co
-    def forward(self, x): return x + self.body(x) if self.res else self.body(x)
-
-class MobileFER(nn.Module):
-    "A MobileNetV2-style network for fast CPU inference."
-    def __init__(self, num_classes:int=7, width:int=24, dropout:float=0.2):
-        super().__init__()
-        w = width
-        cfg = [(w, 1, 1), (2*w, 2, 2), (4*w, 2, 3), (6*w, 2, 3), (8*w, 1, 1)]  # (channels, first stride, repeats)
-        layers, ci = [_conv_bn(1, w, s=2)], w
-        for co, s, n in cfg:
-            for k in range(n): layers.append(InvertedResidual(ci, co, s if k == 0 else 1)); ci = co
-        self.features = nn.Sequential(*layers, _conv_bn(ci, 512, k=1))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(512, num_classes))
-    def forward(self, x): return self.head(self.features(x))
-
-# %% ../nbs/01_model.ipynb #6894e547
-class SameConv2d(nn.Conv2d):
-    "A Conv2d padded as TensorFlow's 'SAME': output side ceil(in/stride); an odd total pad puts the extra pixel bottom/right."
-    def forward(self, x):
-        if self.stride[0] == 1: return super().forward(x)   # built with padding k//2: already SAME
-        # plain ints: an ONNX export (fixed side, dynamic batch) then holds constant pads, not a Shape→Pad chain per layer
-        (ih, iw), (kh, kw), (sh, sw) = (int(s) for s in x.shape[-2:]), self.kernel_size, self.stride
-        ph, pw = max((math.ceil(ih/sh) - 1)*sh + kh - ih, 0), max((math.ceil(iw/sw) - 1)*sw + kw - iw, 0)
-        return super().forward(F.pad(x, (pw//2, pw - pw//2, ph//2, ph - ph//2)))
-
-def _same_relu6(ci, co, k, s=1, groups=1):
-    return nn.Sequential(SameConv2d(ci, co, k, s, padding=k//2 if s == 1 else 0, groups=groups), nn.ReLU6(inplace=True))
-
-FACERES_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
-                  (1024, 2), (1024, 1))   # (pointwise channels, depthwise stride) of MobileNet-v1's 13 blocks
-
-class FaceRes(nn.Module):
-    "MobileNet-v1 laid out as the `faceres` face backbone: raw 0…255 RGB (or gray) pixels → class logits."
-    def __init__(self, num_classes:int=7, blocks:int=13, # keep the first `blocks` of the 13 (11: cut after conv_pw_11)
-                 dropout:float=0.2):
-        super().__init__()
-        if not 1 <= blocks <= len(FACERES_BLOCKS): raise ValueError(f"blocks must be 1 to {len(FACERES_BLOCKS)}, got {blocks}")
-        layers, ci = [_same_relu6(3, 32, 3, 2)], 32
-        for co, s in FACERES_BLOCKS[:blocks]:
-            layers += [_same_relu6(ci, ci, 3, s, groups=ci), _same_relu6(ci, co, 1)]; ci = co   # depthwise, then pointwise
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(ci, num_classes))
-    def embed(self, x): return self.features(x.expand(-1, 3, -1, -1)).mean((2, 3))   # pooled features (identity, probes)
-    def forward(self, x): return self.head(self.features(x.expand(-1, 3, -1, -1)))   # gray → three equal channels
 
 # %% ../nbs/01_model.ipynb #db69c39a
 MODELS = {}   # name → builder(num_classes, in_size, **kwargs) → backbone
@@ -158,22 +63,31 @@ def register_model(builder):
     MODELS[builder.__name__] = builder
     return builder
 
+# %% ../nbs/01_model.ipynb #d102a1c9
 @register_model
 def vgg13(num_classes, in_size, width=1.0, **kw): return VGG13FER(num_classes, width=width, in_size=in_size, **kw)   # its head is sized by in_size
+
 @register_model
 def vgg13_half(num_classes, in_size, width=0.5, **kw): return VGG13FER(num_classes, width=width, in_size=in_size, **kw)
+
 @register_model
 def resnet_fer(num_classes, in_size, width=32, **kw): return ResNetFER(num_classes, width=width, **kw)   # global pooling: any in_size
+
+# %% ../nbs/01_model.ipynb #b2421ee3
 @register_model
 def resnet_fer_wide(num_classes, in_size, width=48, **kw): return ResNetFER(num_classes, width=width, **kw)
+
 @register_model
 def mobile_fer(num_classes, in_size, width=24, **kw): return MobileFER(num_classes, width=width, **kw)
+
+# %% ../nbs/01_model.ipynb #78f5d63f
 @register_model
 def faceres(num_classes, in_size, **kw): return FaceRes(num_classes, **kw)   # global pooling: any in_size (112 is a good start)
 faceres.input_scaling = (0.0, 1/255)   # (mean, std) for FERNet: the pretrained weights expect raw 0…255 pixels
 
 def list_models()->list: return sorted(MODELS)
 
+# %% ../nbs/01_model.ipynb #54d84ed8
 def create_model(name:str, # a name from list_models()
                  num_classes:int=len(CLASSES), # 7, or 8 with contempt
                  in_size:int=FACE_SIZE, # side the backbone sees; larger = upsampled inside the model
@@ -192,6 +106,7 @@ def create_model(name:str, # a name from list_models()
     m.arch = dict(name=name, num_classes=num_classes, in_size=in_size, mean=mean, std=std, standardise=standardise, kwargs=kw)
     return m
 
+# %% ../nbs/01_model.ipynb #a00ff597
 def model_from_arch(arch:dict # a model's `arch` as a checkpoint records it (`create_model`'s settings)
                    )->FERNet:
     "The untrained model an `arch` record describes: what a checkpoint's weights (or a pair's networks) are loaded into."
@@ -201,6 +116,7 @@ def model_from_arch(arch:dict # a model's `arch` as a checkpoint records it (`cr
 # %% ../nbs/01_model.ipynb #18164e02
 def count_params(m:nn.Module)->int: return sum(p.numel() for p in m.parameters())
 
+# %% ../nbs/01_model.ipynb #a45c621b
 def count_macs(m:nn.Module, size:int=FACE_SIZE)->int:
     "Multiply-accumulates of one forward pass on a 1×1×size×size input (conv + linear layers)."
     total = [0]
@@ -215,6 +131,7 @@ def count_macs(m:nn.Module, size:int=FACE_SIZE)->int:
     for h in hs: h.remove()
     return total[0]
 
+# %% ../nbs/01_model.ipynb #5cc57c3e
 def model_table()->'pd.DataFrame':
     "Parameters, fp32 size and MACs of every registered model."
     import pandas as pd
@@ -228,6 +145,7 @@ def model_table()->'pd.DataFrame':
 class CheckpointError(FerError):
     "A checkpoint that cannot be used; the message is one line."
 
+# %% ../nbs/01_model.ipynb #46e6c5a4
 def atomic_write(path, # the file to write
                  write # write(tmp_path) writes the content
                 ) -> Path:
@@ -242,6 +160,7 @@ def atomic_write(path, # the file to write
         if os.path.exists(tmp): os.remove(tmp)
     return path
 
+# %% ../nbs/01_model.ipynb #e235166a
 def atomic_save(obj, path)->Path:
     "`torch.save` atomically (see `atomic_write`)."
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
@@ -267,6 +186,7 @@ def shipped_model_path()->Path:
     if default is None: raise CheckpointError("no shipped model found (models/DEFAULT is missing); pass a checkpoint path")
     return default.parent/default.read_text().strip()
 
+# %% ../nbs/01_model.ipynb #7c72cbb7
 def shipped_models()->dict:
     "Every shipped model by name ({name: file}): models/NAMES's `name: file` lines; the default model is also there by its file's stem."
     out, names = {}, find_file('models', 'NAMES')
@@ -277,6 +197,7 @@ def shipped_models()->dict:
     except CheckpointError: pass
     return out
 
+# %% ../nbs/01_model.ipynb #db579943
 def checkpoint_path(x # a checkpoint file, or a shipped model's name (accurate, fast…; see shipped_models)
                    )->Path:
     "The checkpoint file `x` names: the file itself when it exists or looks like a path, else the shipped model of that name."
@@ -286,6 +207,7 @@ def checkpoint_path(x # a checkpoint file, or a shipped model's name (accurate, 
     if str(x) in models: return models[str(x)]
     raise CheckpointError(f"checkpoint not found: {x} (neither a file nor a shipped model's name: {', '.join(sorted(models)) or 'none shipped'})")
 
+# %% ../nbs/01_model.ipynb #18213de9
 def _why_unreadable(path:Path, e:Exception)->str:
     "Our one-line reason why torch.load failed on `path`."
     with open(path, 'rb') as f: head = f.read(4)
@@ -294,11 +216,10 @@ def _why_unreadable(path:Path, e:Exception)->str:
     if head.startswith(b'PK'): return "the file is cut short or corrupt"         # torch's zip format, damaged
     return "the file is not a PyTorch checkpoint"
 
-def read_checkpoint(path # a .pt file
-                   )->dict:
-    "The checkpoint dict at `path` (weights_only), or a one-line `CheckpointError`."
-    if path is None: raise CheckpointError("no checkpoint given")
-    path = checkpoint_path(path)
+# %% ../nbs/01_model.ipynb #c9df157e
+def _read_file(path:Path # a checkpoint file, already chosen (no name lookup)
+              )->dict:
+    "The checkpoint dict in the file `path` (weights_only), or a one-line `CheckpointError`."
     if not path.is_file(): raise CheckpointError(f"checkpoint not found: {path}")
     try: ck = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise CheckpointError(f"{path}: not a readable checkpoint: {_why_unreadable(path, e)}") from None
@@ -306,12 +227,20 @@ def read_checkpoint(path # a .pt file
         raise CheckpointError(f"{path}: not a fer_nb checkpoint (no 'format: fer_nb/1' record)")
     return ck
 
+# %% ../nbs/01_model.ipynb #494a5363
+def read_checkpoint(path # a .pt file or a shipped model's name
+                   )->dict:
+    "The checkpoint dict at `path` (weights_only), or a one-line `CheckpointError`."
+    if path is None: raise CheckpointError("no checkpoint given")
+    return _read_file(checkpoint_path(path))
+
 # %% ../nbs/01_model.ipynb #choose02
 def default_checkpoint()->Path:
     "The model used when none is given: $FER_NB_CHECKPOINT, else the shipped model."
     env = os.environ.get('FER_NB_CHECKPOINT')
     return checkpoint_path(env) if env else shipped_model_path()
 
+# %% ../nbs/01_model.ipynb #6e7e4a40
 def choose_checkpoint(x=None # a checkpoint file or a shipped model's name (accurate, fast…); None or '': the default
                      )->Path:
     "The one answer to 'which model?', for every command and function: the file `x` names, else $FER_NB_CHECKPOINT, else the default shipped model."
@@ -329,6 +258,7 @@ def train_prior(ck:dict)->torch.Tensor:
     p = torch.tensor(p, dtype=torch.float32)
     return p/p.sum()
 
+# %% ../nbs/01_model.ipynb #89805a8a
 def prior_bias(ck:dict, # a checkpoint dict
                prior:str='uniform' # uniform | train
               )->torch.Tensor:
@@ -339,21 +269,27 @@ def prior_bias(ck:dict, # a checkpoint dict
     return -(1 - tau)*log_prior if prior == 'uniform' else tau*log_prior
 
 # %% ../nbs/01_model.ipynb #a2fd4d2b
-def load_checkpoint(path=None, # checkpoint file or shipped model's name; None: choose_checkpoint() ($FER_NB_CHECKPOINT, else the default shipped model)
-                    device='cpu', # where to put the model
-                    prior:str='uniform' # class prior its logits answer under: uniform | train
-                   )->tuple:
-    "Rebuild the model in a checkpoint: (model in eval mode with the prior applied, checkpoint dict)."
-    path = choose_checkpoint(path)
-    ck = read_checkpoint(path)
-    arch = ck['arch']
+def load_checkpoint_file(path:Path, # the checkpoint file, as choose_checkpoint gave it: no name is looked up again
+                         device='cpu', # where to put the model
+                         prior:str='uniform' # class prior its logits answer under: uniform | train
+                        )->tuple:
+    "Rebuild the model in a chosen checkpoint file: (model in eval mode with the prior applied, checkpoint dict)."
+    ck = _read_file(path)
     try:
-        m = model_from_arch(arch)
+        m = model_from_arch(ck['arch'])
         m.load_state_dict(ck['state_dict'])
     except (DataError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: checkpoint does not match its model ({str(e).splitlines()[0][:120]})") from None
     m.logit_bias.copy_(prior_bias(ck, prior)); m.prior = prior
     return m.to(device).eval(), ck
+
+# %% ../nbs/01_model.ipynb #07f70ac1
+def load_checkpoint(path=None, # checkpoint file or shipped model's name; None: choose_checkpoint() ($FER_NB_CHECKPOINT, else the default shipped model)
+                    device='cpu', # where to put the model
+                    prior:str='uniform' # class prior its logits answer under: uniform | train
+                   )->tuple:
+    "Rebuild the model in a checkpoint: (model in eval mode with the prior applied, checkpoint dict)."
+    return load_checkpoint_file(choose_checkpoint(path), device, prior)
 
 # %% ../nbs/01_model.ipynb #5ff128e6
 TRAINING_ONLY = ('optimizer', 'scaler', 'rng_cpu', 'ema_state_dict', 'swa_state_dict')
@@ -399,7 +335,7 @@ def resolve_model(checkpoint_or_model=None, # path (None: default_checkpoint()),
     x = checkpoint_or_model
     if x is None or isinstance(x, (str, os.PathLike)):
         path = choose_checkpoint(x)
-        m, ck = load_checkpoint(path, device, prior or 'uniform')
+        m, ck = load_checkpoint_file(path, device, prior or 'uniform')
         x, info = (m, ck), dict(name=path.stem, path=str(path))
     else: info = {}
     if isinstance(x, tuple):
@@ -415,42 +351,6 @@ def resolve_model(checkpoint_or_model=None, # path (None: default_checkpoint()),
     info['prior'] = getattr(m, 'prior', None)
     return m.to(device).eval(), tuple(classes), info
 
-# %% ../nbs/01_model.ipynb #a2d508f0
-def export_onnx(checkpoint_or_model, # checkpoint path (None = shipped), (model, ck) or a model
-                path, # the .onnx file to write
-                opset:int=17, # ONNX opset
-                classes=None, # class names for a bare model
-                prior:str|None=None # class prior of the exported logits (None: uniform for a path, as loaded for a model)
-               )->Path:
-    "Export to ONNX: input `faces` N×1×S×S float in [0, 1] (S: the model's input size, 48 unless trained otherwise), output `logits`; dynamic batch; classes in metadata."
-    import onnx
-    model, classes, info = resolve_model(checkpoint_or_model, classes, prior=prior)
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    side = getattr(model, 'in_size', FACE_SIZE)   # the side the face step crops at for this model, so ONNX takes its crops as they are
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        torch.onnx.export(model, (torch.rand(2, 1, side, side),), str(path), dynamo=False, opset_version=opset,
-                          input_names=['faces'], output_names=['logits'],
-                          dynamic_axes={'faces': {0: 'batch'}, 'logits': {0: 'batch'}})
-    m = onnx.load(str(path))
-    for k, v in dict(classes=json.dumps(list(classes)), input=f'N×1×{side}×{side} float32 gray faces in [0, 1] (uint8/255)',
-                     output='logits N×C (softmax for probabilities)', source=str(info.get('path', info.get('name'))), prior=str(info.get('prior'))).items():
-        e = m.metadata_props.add(); e.key, e.value = k, v
-    onnx.save(m, str(path))
-    return path
-
-def onnx_parity(checkpoint_or_model, # what was exported
-                path, # the .onnx file
-                n:int=16, seed:int=0, prior:str|None=None)->float:
-    "Max abs difference between ONNX Runtime and PyTorch logits on a random batch of n faces."
-    import onnxruntime as ort
-    model, _, _ = resolve_model(checkpoint_or_model, prior=prior)
-    side = getattr(model, 'in_size', FACE_SIZE)
-    x = torch.randint(0, 256, (n, 1, side, side), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8).float()/255
-    sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    with torch.no_grad(): ref = model(x).numpy()
-    return float(np.abs(sess.run(None, {'faces': x.numpy()})[0] - ref).max())
-
 # %% ../nbs/01_model.ipynb #ec73dda8
 def area_matrix(n_in:int, n_out:int)->torch.Tensor:
     "n_out×n_in: each output pixel the mean of the input pixels its footprint covers (partly covered ones by the part)."
@@ -459,11 +359,13 @@ def area_matrix(n_in:int, n_out:int)->torch.Tensor:
     cover = (torch.minimum(edges[1:, None], pixels + 1) - torch.maximum(edges[:-1, None], pixels)).clamp_min(0)
     return (cover/cover.sum(1, keepdim=True)).float()
 
+# %% ../nbs/01_model.ipynb #77a511f1
 def area_resize(x:torch.Tensor, side:int)->torch.Tensor:
     "N×C×H×W → N×C×side×side by area averaging (for shrinking: no aliasing, unlike bilinear)."
     h, w = int(x.shape[-2]), int(x.shape[-1])   # plain ints: constant matrices in an ONNX export
     return area_matrix(h, side).to(x) @ x @ area_matrix(w, side).to(x).T
 
+# %% ../nbs/01_model.ipynb #419cced9
 class Ensemble(nn.Module):
     "Trained FERNets as one network: each sees the face at its own side; their probabilities under the uniform prior, averaged (as log-probabilities)."
     sizes_itself = True   # FERNet passes the crop on as it is
@@ -478,10 +380,12 @@ class Ensemble(nn.Module):
                 for m, b in zip(self.members, self.member_bias)]
         return torch.logsumexp(torch.stack(logp), 0) - math.log(len(logp))
 
+# %% ../nbs/01_model.ipynb #37aff43e
 def ensemble(num_classes, in_size, members=(), **kw): return Ensemble(num_classes, list(members), **kw)
 ensemble.input_scaling = (0.0, 1.0)   # pixels in [0, 1] go on as they are: each network scales its own
 COMBINED['ensemble'] = ensemble
 
+# %% ../nbs/01_model.ipynb #b004e515
 def combine_checkpoints(members:list, # trained or shipped checkpoints (files or shipped names), at least two
                         dst, # the file to write
                         half:bool=True # store weights as float16

@@ -2,7 +2,7 @@
 
 # %% ../nbs/05_predict.ipynb #c0000004
 from __future__ import annotations
-import hashlib, os, sys, warnings
+import os, sys, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,12 +10,12 @@ import numpy as np
 from fastcore.basics import patch
 from PIL import Image, ImageDraw, ImageFont
 
-from .data import CLASSES, DataError, FerError, cache_dir, face_crop, find_file, load_image, to_gray
+from .data import CLASSES, DataError, FerError, face_crop, find_file, load_image, to_gray
 from .faces import DETECT_SIDE, MIN_FACE_SIDE, _have_onnxruntime, as_detector, box_iou, find_faces, load_photo, shrink
 
 # %% auto #0
-__all__ = ['RUNTIMES', 'COLORS', 'sample_path', 'Face', 'onnx_session', 'Predictor', 'annotate', 'plot_probs', 'heat_rgb',
-           'overlay', 'FaceTracker']
+__all__ = ['RUNTIMES', 'COLORS', 'sample_path', 'Face', 'Predictor', 'annotate', 'plot_probs', 'heat_rgb', 'overlay',
+           'FaceTracker']
 
 # %% ../nbs/05_predict.ipynb #9940af84
 def sample_path(name:str='astronaut.png' # a file in samples/
@@ -46,31 +46,6 @@ class Face:
 # %% ../nbs/05_predict.ipynb #db69ec6d
 RUNTIMES = ('auto', 'torch', 'onnx')
 
-def _torch_threads()->int:
-    "torch's thread setting (what `torch.set_num_threads` chose), read without importing torch when it is not loaded."
-    torch = sys.modules.get('torch')
-    return torch.get_num_threads() if torch is not None else (os.cpu_count() or 1)
-
-def onnx_session(checkpoint, # the checkpoint file (its bytes name the cached export)
-                 model_ck=None, # (model, checkpoint dict) already loaded from it
-                 threads:int|None=None # intra-op threads; None = torch's setting
-                ):
-    "An ONNX Runtime session for a checkpoint, exported once and cached under `cache_dir()/onnx/`."
-    import onnxruntime as ort
-    from fer_nb.model import CheckpointError, atomic_write, export_onnx
-    checkpoint = Path(checkpoint)
-    digest = hashlib.sha1(checkpoint.read_bytes()).hexdigest()[:16]
-    prior = getattr(model_ck[0], 'prior', None) if model_ck else 'uniform'   # the export bakes the prior in
-    onnx_path = cache_dir()/'onnx'/f'{checkpoint.stem}-{digest}-{prior}.onnx'
-    if not onnx_path.exists():
-        try: atomic_write(onnx_path, lambda tmp: export_onnx(model_ck or checkpoint, tmp))
-        except OSError as e: raise CheckpointError(f"cannot write the ONNX export to {onnx_path.parent} ({e.strerror or e})") from None
-    so = ort.SessionOptions(); so.intra_op_num_threads = threads or _torch_threads(); so.inter_op_num_threads = 1
-    so.add_session_config_entry('session.intra_op.allow_spinning', '0')   # idle threads sleep: the face detector needs the cores next
-    try: return ort.InferenceSession(str(onnx_path), so, providers=['CPUExecutionProvider'])
-    except Exception as e:
-        raise CheckpointError(f"{onnx_path}: ONNX Runtime cannot load the cached export ({str(e).splitlines()[0][:120]}); delete it to re-export") from None
-
 # %% ../nbs/05_predict.ipynb #ef2bd67e
 class Predictor:
     "Photo → face boxes → crops → expression probabilities; the one code path behind every demo."
@@ -90,50 +65,66 @@ class Predictor:
         self.detector = as_detector(detector, device)
         self.margin, self.align = (margin if margin is not None else getattr(self.detector, 'margin', 0.0)), align
 
-    @classmethod
-    def load(cls, checkpoint=None, # checkpoint path or shipped model's name (fast…); None: $FER_NB_CHECKPOINT, else the default shipped model
-             detector:str='yunet', # yunet, haar, mtcnn or none
-             device=None, # cpu, cuda…; None = cuda when available
-             runtime:str='auto', # torch | onnx (ONNX Runtime, CPU) | auto: onnx on CPU when onnxruntime is installed
-             prior:str='uniform', # class prior: uniform (every expression equally likely; photos) | train (FERPlus frequencies)
-             **kw # other Predictor settings (margin, align, max_side)
-            )->Predictor:
-        "A Predictor for a checkpoint and a detector."
-        import torch
-        from fer_nb.model import choose_checkpoint, load_checkpoint
-        if runtime not in RUNTIMES: raise DataError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-        device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
-        path = choose_checkpoint(checkpoint)
-        model, ck = load_checkpoint(path, device=device, prior=prior)
-        session = None
-        if runtime == 'onnx': session = onnx_session(path, (model, ck))
-        elif runtime == 'auto' and str(device) == 'cpu' and _have_onnxruntime():
-            try: session = onnx_session(path, (model, ck))
-            except FerError as e:   # e.g. a read-only cache folder: PyTorch gives the same answers, slower
-                warnings.warn(f"ONNX Runtime not used ({str(e).splitlines()[0][:160]}); classifying with PyTorch")
-        p = cls(model, ck['classes'], ck.get('input_size', 48), detector, device=device, session=session, **kw)
-        p.checkpoint, p.path = ck, path
-        return p
-
-    @property
-    def prior(self)->str|None: return getattr(self.model, 'prior', None)
-
-    def set_prior(self, prior:str # uniform | train
-                 ):
-        "Switch the class prior in place (the PyTorch model and, when used, its ONNX Runtime session)."
-        from fer_nb.model import resolve_model
-        resolve_model((self.model, self.checkpoint), prior=prior)
-        if self.session is not None: self.session = onnx_session(self.path, (self.model, self.checkpoint))
-        return self
-
-    @property
-    def runtime(self)->str: return 'onnx' if self.session is not None else 'torch'
-
     def __call__(self, image, **kwargs): return self.predict(image, **kwargs)   # predictor(photo) is predictor.predict(photo)
 
-    def __repr__(self):
-        return (f"Predictor({getattr(self.model, 'arch', {}).get('name', 'model')}, detector={getattr(self.detector, 'name', 'none')}, "
-                f"align={self.align}, prior={self.prior}, runtime={self.runtime})")
+
+# %% ../nbs/05_predict.ipynb #b039293a
+@patch(as_prop=True)
+def prior(self:Predictor)->str|None: return getattr(self.model, 'prior', None)   # the class prior its answers are under
+
+@patch(as_prop=True)
+def runtime(self:Predictor)->str: return 'onnx' if self.session is not None else 'torch'
+
+@patch
+def __repr__(self:Predictor):
+    return (f"Predictor({getattr(self.model, 'arch', {}).get('name', 'model')}, detector={getattr(self.detector, 'name', 'none')}, "
+            f"align={self.align}, prior={self.prior}, runtime={self.runtime})")
+
+
+# %% ../nbs/05_predict.ipynb #1a3a6881
+def _session_for(path:Path, # the chosen checkpoint file
+                 model_ck:tuple, # (model, checkpoint dict) loaded from it
+                 runtime:str, device)->object:
+    "The ONNX Runtime session `runtime` asks for, or None where PyTorch runs the model."
+    from fer_nb.onnx_model import onnx_session
+    if runtime == 'onnx': return onnx_session(path, model_ck)
+    if runtime == 'auto' and str(device) == 'cpu' and _have_onnxruntime():
+        try: return onnx_session(path, model_ck)
+        except FerError as e:   # e.g. a read-only cache folder: PyTorch gives the same answers, slower
+            warnings.warn(f"ONNX Runtime not used ({str(e).splitlines()[0][:160]}); classifying with PyTorch")
+    return None
+
+# %% ../nbs/05_predict.ipynb #b0e376be
+@patch(cls_method=True)
+def load(cls:Predictor, checkpoint=None, # checkpoint path or shipped model's name (fast…); None: $FER_NB_CHECKPOINT, else the default shipped model
+         detector:str='yunet', # yunet, haar, mtcnn or none
+         device=None, # cpu, cuda…; None = cuda when available
+         runtime:str='auto', # torch | onnx (ONNX Runtime, CPU) | auto: onnx on CPU when onnxruntime is installed
+         prior:str='uniform', # class prior: uniform (every expression equally likely; photos) | train (FERPlus frequencies)
+         **kw # other Predictor settings (margin, align, max_side)
+        )->Predictor:
+    "A Predictor for a checkpoint and a detector."
+    import torch
+    from fer_nb.model import choose_checkpoint, load_checkpoint_file
+    if runtime not in RUNTIMES: raise DataError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    path = choose_checkpoint(checkpoint)   # the one place a name becomes a file; below, the file is opened as it is
+    model, ck = load_checkpoint_file(path, device=device, prior=prior)
+    session = _session_for(path, (model, ck), runtime, device)
+    p = cls(model, ck['classes'], ck.get('input_size', 48), detector, device=device, session=session, **kw)
+    p.checkpoint, p.path = ck, path
+    return p
+
+# %% ../nbs/05_predict.ipynb #e65cbbf2
+@patch
+def set_prior(self:Predictor, prior:str # uniform | train
+             ):
+    "Switch the class prior in place (the PyTorch model and, when used, its ONNX Runtime session)."
+    from fer_nb.model import resolve_model
+    from fer_nb.onnx_model import onnx_session
+    resolve_model((self.model, self.checkpoint), prior=prior)
+    if self.session is not None: self.session = onnx_session(self.path, (self.model, self.checkpoint))
+    return self
 
 # %% ../nbs/05_predict.ipynb #8c3e3443
 @patch
@@ -150,7 +141,7 @@ def classify(self:Predictor, crops:np.ndarray # N×S×S uint8 face crops
     "N×C class probabilities for N face crops, in one batch."
     if len(crops) == 0: return np.zeros((0, len(self.classes)), np.float32)
     x = np.ascontiguousarray(crops, dtype=np.uint8)[:, None]
-    if self.session is not None:   # the ONNX graph takes floats in [0, 1] (see fer_nb.model.export_onnx)
+    if self.session is not None:   # the ONNX graph takes floats in [0, 1] (see fer_nb.onnx_model.export_onnx)
         logits = self.session.run(None, {'faces': x.astype(np.float32)/255})[0].astype(np.float64)
     else:
         import torch
@@ -180,6 +171,7 @@ def locate(self:Predictor, image, # path, bytes, file object, PIL image or numpy
     crops = np.stack([f.crop for f in found]) if found else np.zeros((0, self.input_size, self.input_size), np.uint8)
     return [f.box for f in found], [f.score for f in found], crops
 
+# %% ../nbs/05_predict.ipynb #4c362928
 @patch
 def predict(self:Predictor, image, # path, bytes, file object, PIL image or numpy array
             detect:str='auto', # as in `locate`
@@ -199,6 +191,7 @@ def _font(size:int):
     try: return ImageFont.load_default(size=size)
     except (TypeError, OSError): return ImageFont.load_default()
 
+# %% ../nbs/05_predict.ipynb #390935e1
 def annotate(image, # the photo (anything load_image reads)
              faces:list, # its Faces, from Predictor.predict
              max_side:int|None=None # shrink the picture to this first (boxes follow)
@@ -240,6 +233,7 @@ def heat_rgb(m:np.ndarray # H×W map in [0, 1]
     import cv2
     return cv2.applyColorMap(np.uint8(np.clip(m, 0, 1)*255), cv2.COLORMAP_JET)[..., ::-1]
 
+# %% ../nbs/05_predict.ipynb #24a7b8cc
 def overlay(image, # the photo (anything load_image reads)
             faces:list, # its Faces (explain_faces or Predictor.predict)
             maps:np.ndarray, # N×S×S maps in [0, 1], one per face
@@ -271,30 +265,36 @@ class FaceTracker:
         self.min_iou, self.alpha, self.max_missed = min_iou, alpha, max_missed
         self.tracks, self.next_id = {}, 1       # id → dict(box, probs, missed)
 
-    def assign(self, boxes:list # this frame's face boxes (x, y, w, h)
-              )->list:
-        "A track id per box: the best-overlapping live track, else a new one; tracks unseen too long end."
-        pairs = sorted(((box_iou(b, t['box']), i, tid) for i, b in enumerate(boxes) for tid, t in self.tracks.items()), reverse=True)
-        got, used = {}, set()
-        for iou, i, tid in pairs:
-            if iou >= self.min_iou and i not in got and tid not in used: got[i] = tid; used.add(tid)
-        ids = []
-        for i, b in enumerate(boxes):
-            if i not in got: got[i] = self.next_id; self.next_id += 1; self.tracks[got[i]] = dict(probs=None)
-            self.tracks[got[i]].update(box=b, missed=0); ids.append(got[i])
-        for tid in [t for t in self.tracks if t not in ids]:
-            self.tracks[tid]['missed'] += 1
-            if self.tracks[tid]['missed'] > self.max_missed: del self.tracks[tid]
-        return ids
 
-    def update(self, faces:list # this frame's Faces
-              )->list:
-        "The same faces with track ids and smoothed probabilities and labels."
-        out = []
-        for f, tid in zip(faces, self.assign([f.box for f in faces])):
-            p, last = np.array([f.probs[c] for c in f.probs]), self.tracks[tid]['probs']
-            if last is not None: p = self.alpha*p + (1 - self.alpha)*last
-            self.tracks[tid]['probs'] = p
-            probs = dict(zip(f.probs, map(float, p)))
-            out.append(Face(f.box, max(probs, key=probs.get), probs, f.score, tid))
-        return out
+# %% ../nbs/05_predict.ipynb #64edcb9e
+@patch
+def assign(self:FaceTracker, boxes:list # this frame's face boxes (x, y, w, h)
+          )->list:
+    "A track id per box: the best-overlapping live track, else a new one; tracks unseen too long end."
+    pairs = sorted(((box_iou(b, t['box']), i, tid) for i, b in enumerate(boxes) for tid, t in self.tracks.items()), reverse=True)
+    got, used = {}, set()
+    for iou, i, tid in pairs:
+        if iou >= self.min_iou and i not in got and tid not in used: got[i] = tid; used.add(tid)
+    ids = []
+    for i, b in enumerate(boxes):
+        if i not in got: got[i] = self.next_id; self.next_id += 1; self.tracks[got[i]] = dict(probs=None)
+        self.tracks[got[i]].update(box=b, missed=0); ids.append(got[i])
+    for tid in [t for t in self.tracks if t not in ids]:
+        self.tracks[tid]['missed'] += 1
+        if self.tracks[tid]['missed'] > self.max_missed: del self.tracks[tid]
+    return ids
+
+
+# %% ../nbs/05_predict.ipynb #8f8fbbe4
+@patch
+def update(self:FaceTracker, faces:list # this frame's Faces
+          )->list:
+    "The same faces with track ids and smoothed probabilities and labels."
+    out = []
+    for f, tid in zip(faces, self.assign([f.box for f in faces])):
+        p, last = np.array([f.probs[c] for c in f.probs]), self.tracks[tid]['probs']
+        if last is not None: p = self.alpha*p + (1 - self.alpha)*last
+        self.tracks[tid]['probs'] = p
+        probs = dict(zip(f.probs, map(float, p)))
+        out.append(Face(f.box, max(probs, key=probs.get), probs, f.score, tid))
+    return out

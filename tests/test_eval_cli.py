@@ -112,7 +112,7 @@ def test_export_onnx_parity(tiny):
     r = run_cli(tiny, 'export', '--checkpoint', tiny/'tiny.pt', '--onnx', out)
     assert r.returncode == 0, r.stderr
     import onnxruntime as ort
-    from fer_nb.eval import onnx_parity
+    from fer_nb.onnx_model import onnx_parity
     from fer_nb.model import load_checkpoint
     assert onnx_parity(tiny/'tiny.pt', out, n=16) <= 1e-4
     m, ck = load_checkpoint(tiny/'tiny.pt')
@@ -153,7 +153,8 @@ def test_papermill_notebook(tiny, tmp_path):
 def test_standardising_model_round_trips(tmp_path):
     "A model that normalises each face keeps doing so after save/load and in its ONNX export."
     from torch import nn
-    from fer_nb.model import FERNet, export_onnx, load_checkpoint, onnx_parity
+    from fer_nb.model import FERNet, load_checkpoint
+    from fer_nb.onnx_model import export_onnx, onnx_parity
     save_checkpoint(tmp_path/'std.pt', create_model('mobile_fer', standardise=True), epoch=0)
     m, ck = load_checkpoint(tmp_path/'std.pt')
     assert ck['arch']['standardise'] and m.standardise
@@ -171,7 +172,7 @@ def test_standardising_model_round_trips(tmp_path):
 
 def test_readme_table_is_the_cards():
     "The README's results table is exactly what the shipped models' cards give (`fer-nb eval --readme-table README.md` rewrites it)."
-    from fer_nb.eval import RESULTS_MARKERS, results_table, shipped_cards
+    from fer_nb.cards import RESULTS_MARKERS, results_table, shipped_cards
     text = (ROOT/'README.md').read_text()
     start, end = RESULTS_MARKERS
     assert text.count(start) == 1 and text.count(end) == 1, 'the README has no results markers'
@@ -187,7 +188,8 @@ def test_kdef_without_its_variable(tiny):
 def test_kdef_accuracy_is_the_cards(tmp_path, monkeypatch):
     "The shipped model on KDEF ($FER_NB_KDEF_DIR, whole photos, uniform prior) scores what its card says, within a point."
     if not os.environ.get('FER_NB_KDEF_DIR'): pytest.skip('FER_NB_KDEF_DIR is not set: no KDEF photos to check the card against')
-    from fer_nb.eval import kdef_dir, read_card, run_eval
+    from fer_nb.cards import read_card
+    from fer_nb.eval import kdef_dir, run_eval
     from fer_nb.model import shipped_model_path
     monkeypatch.setenv('FER_NB_CACHE', str(tmp_path/'cache'))
     uniform = run_eval(shipped_model_path(), kdef_dir(), 'photos', prior='uniform')[0]
@@ -214,7 +216,7 @@ def test_photos_are_cropped_at_the_models_input_size(tmp_path, monkeypatch):
 
 def test_a_64px_model_runs_on_onnx_runtime(tmp_path, monkeypatch):
     "A model trained at in_size 64 exports to ONNX with 64-px input, so the Predictor's default runtime takes the face step's 64-px crops and answers as PyTorch does."
-    from fer_nb.model import export_onnx, onnx_parity
+    from fer_nb.onnx_model import export_onnx, onnx_parity
     from fer_nb.predict import Predictor
     from fer_nb.synthetic import make_photo_folder
     monkeypatch.setenv('FER_NB_CACHE', str(tmp_path/'cache'))
