@@ -171,3 +171,26 @@ def test_readme_is_a_front_door():
         elif run: tables.append((run - 2, start)); run = 0   # data rows: less the header and the |---| line
     rows, at = max(tables)
     assert rows <= 12 and lines[at - 1] == '<!-- results:start -->', (rows, lines[at - 1])
+
+def _exported_cells():
+    "(notebook, lines) of every exported code cell: its source lines less the `#| export` line, as nbdev writes them out."
+    import json, re
+    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
+        for cell in json.loads(nb.read_text())['cells']:
+            lines = ''.join(cell['source']).rstrip('\n').splitlines()
+            if cell['cell_type'] == 'code' and lines and re.match(r'#\|\s*export\b', lines[0]):
+                yield nb.name, len(lines) - 1
+
+def test_rooms_and_chapters_stay_small():
+    """The house rules of issue #37: no module over 450 lines (_modidx.py aside), no notebook over 70 cells, and
+    chapters like execnb's: the median exported cell at most 12 lines, none over 40."""
+    import json, statistics
+    long_modules = {p.name: n for p in (ROOT/'fer_nb').glob('*.py') if p.name != '_modidx.py'
+                    for n in [len(p.read_text().splitlines())] if n > 450}
+    assert not long_modules, f'modules over 450 lines: {long_modules}'
+    crowded = {nb.name: n for nb in (ROOT/'nbs').glob('*.ipynb') for n in [len(json.loads(nb.read_text())['cells'])] if n > 70}
+    assert not crowded, f'notebooks over 70 cells: {crowded}'
+    sizes = list(_exported_cells())
+    assert statistics.median(n for _, n in sizes) <= 12, statistics.median(n for _, n in sizes)
+    too_long = [(nb, n) for nb, n in sizes if n > 40]
+    assert not too_long, f'exported cells over 40 lines: {too_long}'
