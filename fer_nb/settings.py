@@ -10,7 +10,7 @@ from .backbones import BACKBONES
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'CHOICES', 'POSITIVE', 'NON_NEGATIVE', 'CHANCES', 'DATASET_FORMATS', 'ConfigError', 'load_yaml',
-           'check_datasets', 'make_config', 'given_values', 'parse_sets']
+           'is_staged', 'check_datasets', 'make_config', 'given_values', 'parse_sets']
 
 # %% ../nbs/02_settings.ipynb #a3ecfbaa
 DEFAULTS = dict(
@@ -123,6 +123,12 @@ def load_yaml(path, # a recipe file; its `base:` (relative to it) is loaded firs
     if 'run' not in d: merged['run'] = p.stem   # never write into the base's checkpoints by accident
     return merged
 
+# %% ../nbs/02_settings.ipynb #set0st02
+def is_staged(config_file # a recipe file
+             )->bool:
+    "Whether a recipe is a multi-stage one: its settings, `base` chain merged, hold `stages:` (fer_nb.stages)."
+    return 'stages' in load_yaml(config_file)
+
 # %% ../nbs/02_settings.ipynb #da6c24a9
 def check_datasets(datasets, # the `datasets` setting
                    check_files:bool=True # refuse a path that does not exist
@@ -153,7 +159,9 @@ def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
                )->dict:
     "DEFAULTS ← recipe ← overrides, validated."
     cfg = dict(DEFAULTS)
-    merged = {**(load_yaml(config_file) if config_file else {}), **overrides}
+    recipe = load_yaml(config_file) if config_file else {}
+    if 'stages' in recipe: raise ConfigError(f"{config_file} is a multi-stage recipe (stages:): run it with fer-nb train --config, or fer_nb.stages.run_recipe")
+    merged = {**recipe, **overrides}
     merged.pop('config_file', None)
     unknown = sorted(set(merged) - set(DEFAULTS))
     if unknown: raise ConfigError(f"unknown setting(s): {', '.join(unknown)} (see fer_nb.settings.DEFAULTS)")

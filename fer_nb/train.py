@@ -18,7 +18,7 @@ from .backbones import BACKBONES, init_from_backbone
 from .model import create_model, list_models, predict_logits, save_checkpoint, read_checkpoint, CheckpointError
 # the settings have their own chapter (02_settings); their names stay importable from here, as configs, tests and notebooks use them
 from .settings import (CHANCES, CHOICES, DATASET_FORMATS, DEFAULTS, NON_NEGATIVE, POSITIVE, ConfigError, check_datasets, given_values,
-                             load_yaml, make_config, parse_sets)
+                             is_staged, load_yaml, make_config, parse_sets)
 
 # %% auto #0
 __all__ = ['TRAIN_SETS', 'degrade', 'augment', 'mix', 'teacher_probs', 'load_train_set', 'mixture_weights', 'load_data',
@@ -481,7 +481,11 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
 
 # %% ../nbs/02_train.ipynb #198aa22f
 def _train_cmd(args)->int:
-    cfg = make_config(args.config, check_files=not args.print_config, **parse_sets(args.set), **({'resume': True} if args.resume else {}))
+    given = {**parse_sets(args.set), **({'resume': True} if args.resume else {})}
+    if args.config and is_staged(args.config):   # a multi-stage recipe: fer_nb.stages runs it (it sits above this module)
+        from fer_nb.stages import staged_cmd
+        return staged_cmd(args.config, given, args.print_config)
+    cfg = make_config(args.config, check_files=not args.print_config, **given)
     if args.print_config:   # the settings a run would use, its recipe chain resolved; nothing is trained
         import yaml
         print(yaml.safe_dump(cfg, sort_keys=False), end=''); return 0
@@ -493,7 +497,7 @@ def _train_cmd(args)->int:
 def add_cli(sub):
     "Add `fer-nb train` to the CLI's subparsers."
     p = sub.add_parser('train', help='train a model (same settings as the notebook and configs/*.yaml)')
-    p.add_argument('--config', help='a yaml recipe, e.g. configs/cpu.yaml')
+    p.add_argument('--config', help='a yaml recipe, e.g. configs/cpu.yaml (a multi-stage one, e.g. configs/accurate.yaml, runs every stage)')
     p.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting (repeatable)')
     p.add_argument('--resume', action='store_true', help='continue from <out_dir>/<run>/last.pt')
     p.add_argument('--print-config', action='store_true', help='print the resolved settings as yaml and exit without training')
