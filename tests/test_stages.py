@@ -76,3 +76,27 @@ def test_shipped_multi_stage_recipes_plan():
         assert {k: v for k, v in s.cfg.items() if k not in placing} == {k: v for k, v in then.items() if k not in placing}, s.name
     assert (student.ship['weights'], student.ship['standardise']) == ('final', False) and teacher.ship['weights'] == 'final'
     assert plan[-1].members == [str(plan[3].product), str(plan[0].product)]
+
+def test_papermill_runs_a_multi_stage_recipe(tmp_path, env, tiny_ferplus):
+    """One papermill run of the training notebook with `-p config_file` runs every stage of a multi-stage recipe (the notebook's
+    own examples run too, so this is one run, not two); a rerun through the same door, run_recipe, skips every stage."""
+    from conftest import BIN
+    import yaml
+    recipe = tmp_path/'two.yaml'
+    recipe.write_text(yaml.safe_dump(dict(run='two', model='mobile_fer', batch_size=32, label_mode='majority', progress='none', threads=1,
+                                          bn_recal=64, ema=0.9, stages=[dict(name='first', ship=dict(weights='ema')),
+                                          dict(name='second', init='first', lr=0.01), dict(name='pair', combine=['first', 'second'])])))
+    r = subprocess.run([str(BIN/'papermill'), 'nbs/02_train.ipynb', str(tmp_path/'run.ipynb'), '-k', 'python3', '--log-output',
+                        '-p', 'config_file', str(recipe), '-p', 'epochs', '1', '-p', 'train_limit', '64', '-p', 'valid_limit', '32',
+                        '-p', 'out_dir', str(tmp_path/'ck'), '-p', 'log_dir', str(tmp_path/'logs')],
+                       cwd=ROOT, env=dict(env, FERPLUS_DIR=str(tiny_ferplus)), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert 'stage first: trained' in out and 'stage second: trained' in out and 'stage pair: combined' in out, out[-2000:]
+    from fer_nb.model import load_checkpoint, read_checkpoint
+    assert read_checkpoint(tmp_path/'ck'/'two'/'second'/'last.pt')['config']['init'] == str(tmp_path/'ck'/'two'/'first.pt')
+    m, _ = load_checkpoint(tmp_path/'ck'/'two'/'pair.pt')
+    assert m(torch.zeros(2, 1, 48, 48, dtype=torch.uint8)).shape == (2, 7)
+    from fer_nb.stages import run_recipe
+    again = run_recipe(recipe, epochs=1, train_limit=64, valid_limit=32, out_dir=str(tmp_path/'ck'), log_dir=str(tmp_path/'logs'))
+    assert again['product'] == str(tmp_path/'ck'/'two'/'pair.pt') and [s['status'] for s in again['stages']] == ['skipped']*3
