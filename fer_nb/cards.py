@@ -128,13 +128,13 @@ def markdown_table(df:pd.DataFrame, digits:int=4)->str:
 # The rows beside the shipped model: other recipes measured here (their record: experiments/README.md) and other
 # models, measured here or published. Accuracies in %; a missing key was not measured.
 PEERS = (
-    dict(model='`configs/balanced.yaml` retrained: mean of 8 seeds (what a retrain gives)', ferplus_test=84.9,
+    dict(model='`experiments/configs/balanced.yaml` retrained: mean of 8 seeds (what a retrain gives)', ferplus_test=84.9,
          ferplus_test_balanced_uniform=75.2, kdef=79.0, training='4.3 min each on an H200 (6 seeds), 62-80 min on one CPU thread (2)',
-         source='experiments/README.md: seeds 0-7 of configs/balanced.yaml, final weights, per-face standardisation switched on'),
-    dict(model='`configs/balanced_long.yaml` retrained: mean of 5 seeds (what a retrain gives)', ferplus_test=86.2,
+         source='experiments/README.md: seeds 0-7 of experiments/configs/balanced.yaml, final weights, per-face standardisation switched on'),
+    dict(model='`experiments/configs/balanced_long.yaml` retrained: mean of 5 seeds (what a retrain gives)', ferplus_test=86.2,
          ferplus_test_balanced_uniform=77.8, kdef=78.0, training='6.0 min each on an H200 (3 seeds), 97-108 min on one CPU thread (2)',
-         source='experiments/README.md: seeds 0-4 of configs/balanced_long.yaml, final weights, per-face standardisation switched on'),
-    dict(model='`resnet_fer_balanced_long`, the teacher of `fast`, shipped before it: `configs/balanced_long.yaml`, seed 4', ferplus_test=86.3,
+         source='experiments/README.md: seeds 0-4 of experiments/configs/balanced_long.yaml, final weights, per-face standardisation switched on'),
+    dict(model='`resnet_fer_balanced_long`, the teacher of `fast`, shipped before it: `experiments/configs/balanced_long.yaml`, seed 4', ferplus_test=86.3,
          ferplus_test_balanced_uniform=78.2, kdef=78.5, size_mb=5.65, ms_per_face=0.45, training='108 min on one CPU thread',
          source='experiments/README.md: its card, git history (models/resnet_fer_balanced_long.json before the distilled model)'),
     dict(model='`configs/cpu.yaml`, the 90-minute CPU recipe (keeps the training prior)', ferplus_test=85.4,
@@ -161,7 +161,8 @@ def card_row(card:dict, # a shipped model's card (read_card)
         pct = lambda key, metric: round(100*card['evaluations'][key][metric], 1)
         stem = Path(card['checkpoint']).stem
         shipped = 'shipped' + (f' as `{name}`' if name and name != stem else '') + (', the default' if default else '')
-        return dict(model=f"**`{stem}`** ({shipped}): `{card['recipe']['stages'][-1]['config']}`",
+        recipe = card['recipe'].get('config') or card['recipe']['stages'][-1]['config']   # the one recipe that retrains it, else its last stage's
+        return dict(model=f"**`{stem}`** ({shipped}): `{recipe}`",
                     ferplus_test=pct('ferplus/test', 'accuracy'), ferplus_test_balanced_uniform=pct('ferplus/test@uniform', 'balanced_accuracy'),
                     kdef=pct('kdef/all', 'accuracy'), size_mb=card['size']['file_mb'],
                     ms_per_face=card['latency']['2_threads']['onnxruntime_ms_per_face_batch1'],

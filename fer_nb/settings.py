@@ -10,10 +10,10 @@ from .backbones import BACKBONES
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'CHOICES', 'POSITIVE', 'NON_NEGATIVE', 'CHANCES', 'DATASET_FORMATS', 'ConfigError', 'load_yaml',
-           'check_datasets', 'make_config', 'given_values', 'parse_sets']
+           'is_staged', 'check_datasets', 'make_config', 'given_values', 'parse_sets']
 
 # %% ../nbs/02_settings.ipynb #a3ecfbaa
-DEFAULTS = dict(
+_DATA = dict(   # what a run trains and validates on
     run='ferplus',            # run name: <out_dir>/<run>/{last,best}.pt and <log_dir>/<run>/
     data_dir=None,            # FERPlus folder (None: $FERPLUS_DIR or data/raw/ferplus)
     reframe=False,            # train and validate on FERPlus re-framed by the face step, as photos are framed (fer_nb.faces.load_ferplus_reframed)
@@ -23,10 +23,18 @@ DEFAULTS = dict(
     classes=7,                # 7, or 8 with contempt
     train_limit=0,            # use only the first N training faces (0 = all); for smoke tests
     valid_limit=0,            # use only the first N validation faces (0 = all)
+)
+
+# %% ../nbs/02_settings.ipynb #setdf01
+_MODEL = dict(   # the network
     model='resnet_fer',       # a name from fer_nb.model.list_models()
     model_kwargs={},          # overrides of the model's defaults, e.g. {width: 48}
     standardise=False,        # the model gives each face FERPlus's mean brightness and typical contrast first (photos are darker, flatter)
     in_size=48,               # side the network sees (larger = upsampled inside the model)
+)
+
+# %% ../nbs/02_settings.ipynb #setdf02
+_OPTIMISER = dict(   # the optimiser, its schedule and the loss
     epochs=30,
     batch_size=128,           # global batch (split across DDP processes)
     optimizer='sgd',          # sgd (Nesterov momentum) | adamw
@@ -37,12 +45,20 @@ DEFAULTS = dict(
     warmup_epochs=1.0,        # linear warm-up before the schedule
     label_smoothing=0.0,
     logit_adjust=0.0,         # tau: the loss sees logits + tau*log(train prior), so at 1 the model's own scores are prior-free
+)
+
+# %% ../nbs/02_settings.ipynb #setdf03
+_TARGETS = dict(   # what the targets mix in
     teachers=[],              # checkpoints whose averaged probabilities (training prior) become part of the targets
     distill=0.0,              # weight of the teachers' probabilities in the targets (0 = off; e.g. 0.5)
     teacher_flip=False,       # teachers also judge each face mirrored, their probabilities averaged over both views (a stronger teacher at no training cost)
     mixup=0.0,                # mixup alpha (0 = off)
     cutmix=0.0,               # cutmix alpha (0 = off)
     mix_prob=0.5,             # chance a batch is mixed when mixup/cutmix is on
+)
+
+# %% ../nbs/02_settings.ipynb #setdf04
+_AUGMENT = dict(   # augmentation and photo degradations, drawn per batch
     flip=True,                # random horizontal flip
     shift=0.1,                # random translation, fraction of the side
     rotate=10.0,              # random rotation, degrees
@@ -54,6 +70,10 @@ DEFAULTS = dict(
     blur=0.0,                 # chance a batch's image is Gaussian-blurred (sigma 0.4 to 1.2 px): soft or out-of-focus faces
     downscale=0.0,            # chance an image is shrunk to 12 to 32 px and blown back up: small faces in photos
     jpeg=0.0,                 # chance an image goes through JPEG at quality 15 to 60: compressed uploads
+)
+
+# %% ../nbs/02_settings.ipynb #setdf05
+_RUN = dict(   # averaging, precision, devices, files
     bn_recal=2048,            # recompute BatchNorm statistics on this many augmented train faces before validating (0 = off)
     ema=0.0,                  # EMA decay of the weights (0 = off; e.g. 0.999)
     swa_epochs=0,             # SWA: the last N epochs keep the lr they start at, and their end-of-epoch weights are averaged (0 = off)
@@ -71,6 +91,9 @@ DEFAULTS = dict(
     progress='auto',          # auto | text | none (auto: widget in Jupyter, text elsewhere and under papermill)
 )
 
+# %% ../nbs/02_settings.ipynb #setdf99
+DEFAULTS = {**_DATA, **_MODEL, **_OPTIMISER, **_TARGETS, **_AUGMENT, **_RUN}   # every setting and its default, in this order
+
 # %% ../nbs/02_settings.ipynb #16377ae0
 CHOICES = dict(label_mode=LABEL_MODES, optimizer=('sgd', 'adamw'), schedule=('cosine', 'onecycle', 'constant'),
                amp=('auto', 'none', 'bf16', 'fp16'), progress=('auto', 'text', 'none'), classes=(7, 8))
@@ -79,11 +102,13 @@ NON_NEGATIVE = ('train_limit', 'valid_limit', 'bn_recal', 'momentum', 'weight_de
                 'cutmix', 'mix_prob', 'shift', 'rotate', 'scale', 'brightness', 'contrast', 'erase', 'ema', 'swa_epochs', 'threads',
                 'logit_adjust', 'gamma', 'blur', 'downscale', 'jpeg', 'distill', 'ferplus_weight', 'backbone_lr', 'freeze')
 CHANCES = ('erase', 'mix_prob', 'blur', 'downscale', 'jpeg', 'distill')   # probabilities and weights: at most 1
-DATASET_FORMATS = ('rafdb', 'affectnet', 'expw', 'folder', 'fer2013')   # what a `datasets` entry may be (read by fer_nb.train.TRAIN_SETS)
+DATASET_FORMATS = ('rafdb', 'affectnet', 'expw', 'folder', 'fer2013')   # what a `datasets` entry may be (read by fer_nb.train_data.TRAIN_SETS)
 
+# %% ../nbs/02_settings.ipynb #setce001
 class ConfigError(FerError):
     "A bad training setting; the message is one line."
 
+# %% ../nbs/02_settings.ipynb #setce002
 def _coerce(key, value, default):
     "`value` as the type of `default` (ints may become floats; strings from the CLI are parsed as yaml)."
     if isinstance(value, str) and not isinstance(default, str) and default is not None:
@@ -101,16 +126,22 @@ def _coerce(key, value, default):
     raise ConfigError(f"{key} must be {type(default).__name__}, got {value!r}")
 
 # %% ../nbs/02_settings.ipynb #eb0d4e3b
-def load_yaml(path, # a recipe file; its `base:` (relative to it) is loaded first
-              _chain:tuple=() # the files already loaded above this one (cycle check)
-             )->dict:
-    "A recipe file as a dict of settings, its `base` chain merged in (one-line error when missing, malformed or cyclic)."
+def _read_recipe(p:Path)->dict:
+    "One recipe file's own settings (its `base` not followed), or a one-line ConfigError when missing or malformed."
     import yaml
-    p = Path(path)
     if not p.is_file(): raise ConfigError(f"config file not found: {p}")
     try: d = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e: raise ConfigError(f"{p}: not valid yaml ({str(e).splitlines()[0]})") from None
     if not isinstance(d, dict): raise ConfigError(f"{p}: expected a mapping of settings")
+    return d
+
+# %% ../nbs/02_settings.ipynb #setly001
+def load_yaml(path, # a recipe file; its `base:` (relative to it) is loaded first
+              _chain:tuple=() # the files already loaded above this one (cycle check)
+             )->dict:
+    "A recipe file as a dict of settings, its `base` chain merged in (one-line error when missing, malformed or cyclic)."
+    p = Path(path)
+    d = _read_recipe(p)
     if 'base' not in d: return d
     base = d.pop('base')
     if not isinstance(base, str) or not base: raise ConfigError(f"{p}: base must be the path of another recipe, got {base!r}")
@@ -122,6 +153,12 @@ def load_yaml(path, # a recipe file; its `base:` (relative to it) is loaded firs
     merged = {**load_yaml(base_path, chain), **d}
     if 'run' not in d: merged['run'] = p.stem   # never write into the base's checkpoints by accident
     return merged
+
+# %% ../nbs/02_settings.ipynb #set0st02
+def is_staged(config_file # a recipe file
+             )->bool:
+    "Whether a recipe is a multi-stage one: its settings, `base` chain merged, hold `stages:` (fer_nb.stages)."
+    return 'stages' in load_yaml(config_file)
 
 # %% ../nbs/02_settings.ipynb #da6c24a9
 def check_datasets(datasets, # the `datasets` setting
@@ -147,17 +184,20 @@ def _exists(checkpoint)->bool:
     try: return checkpoint_path(checkpoint).is_file()
     except CheckpointError: return False
 
-def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
-                check_files:bool=True, # refuse an `init` or `teachers` checkpoint that does not exist (off: just show the settings)
-                **overrides # settings that win over the recipe
-               )->dict:
-    "DEFAULTS ← recipe ← overrides, validated."
-    cfg = dict(DEFAULTS)
-    merged = {**(load_yaml(config_file) if config_file else {}), **overrides}
+# %% ../nbs/02_settings.ipynb #setmc001
+def _given(config_file, overrides:dict)->dict:
+    "The recipe's settings (its base chain merged) under the overrides; unknown names and a multi-stage recipe are refused."
+    recipe = load_yaml(config_file) if config_file else {}
+    if 'stages' in recipe: raise ConfigError(f"{config_file} is a multi-stage recipe (stages:): run it with fer-nb train --config, or fer_nb.stages.run_recipe")
+    merged = {**recipe, **overrides}
     merged.pop('config_file', None)
     unknown = sorted(set(merged) - set(DEFAULTS))
     if unknown: raise ConfigError(f"unknown setting(s): {', '.join(unknown)} (see fer_nb.settings.DEFAULTS)")
-    for k, v in merged.items(): cfg[k] = _coerce(k, v, DEFAULTS[k])
+    return merged
+
+# %% ../nbs/02_settings.ipynb #setmc002
+def _check_values(cfg:dict):
+    "Every choice, sign, chance and bound (one-line ConfigError for the first that fails)."
     for k, options in CHOICES.items():
         if cfg[k] not in options: raise ConfigError(f"{k} must be one of {', '.join(map(str, options))}, got {cfg[k]!r}")
     for k in POSITIVE:
@@ -169,6 +209,10 @@ def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
     if cfg['swa_epochs'] > cfg['epochs']: raise ConfigError(f"swa_epochs ({cfg['swa_epochs']}) cannot exceed epochs ({cfg['epochs']})")
     for k in ('ema', 'label_smoothing'):
         if cfg[k] >= 1: raise ConfigError(f"{k} must be below 1, got {cfg[k]!r}")
+
+# %% ../nbs/02_settings.ipynb #setmc003
+def _check_sources(cfg:dict, check_files:bool):
+    "The model, the run's name, `init`, the teachers and distillation (files only with `check_files`)."
     if cfg['model'] not in list_models(): raise ConfigError(f"unknown model {cfg['model']!r}: use one of {', '.join(list_models())}")
     if not isinstance(cfg['model_kwargs'], dict): raise ConfigError("model_kwargs must be a mapping")
     if not cfg['run'] or '/' in cfg['run']: raise ConfigError(f"run must be a plain name, got {cfg['run']!r}")
@@ -180,6 +224,17 @@ def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
     missing = [t for t in cfg['teachers'] if check_files and not _exists(t)]
     if missing: raise ConfigError(f"teacher checkpoint(s) not found: {', '.join(map(str, missing))}")
     if cfg['distill'] and not cfg['teachers']: raise ConfigError("distill needs teachers (checkpoints to learn from)")
+
+# %% ../nbs/02_settings.ipynb #setmc004
+def make_config(config_file=None, # a yaml recipe (None: just DEFAULTS)
+                check_files:bool=True, # refuse an `init` or `teachers` checkpoint that does not exist (off: just show the settings)
+                **overrides # settings that win over the recipe
+               )->dict:
+    "DEFAULTS ← recipe ← overrides, validated."
+    cfg = dict(DEFAULTS)
+    for k, v in _given(config_file, overrides).items(): cfg[k] = _coerce(k, v, DEFAULTS[k])
+    _check_values(cfg)
+    _check_sources(cfg, check_files)
     cfg['datasets'] = check_datasets(cfg['datasets'], check_files)
     if not cfg['ferplus_weight'] and not cfg['datasets']: raise ConfigError("ferplus_weight 0 leaves nothing to train on: give datasets, or a positive ferplus_weight")
     return cfg

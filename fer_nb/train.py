@@ -13,172 +13,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import DataError, FerError, FaceSet, LABEL_MODES, _cached, class_names, ferplus_dir, load_ferplus
-from .importers import load_affectnet, load_fer2013_csv, load_image_folder, load_rafdb
 from .backbones import BACKBONES, init_from_backbone
 from .model import create_model, list_models, predict_logits, save_checkpoint, read_checkpoint, CheckpointError
+# the training data and its augmentation have their own chapter (02a_train_data); their names stay importable from here
+from .train_data import TRAIN_SETS, augment, degrade, load_data, load_train_set, mix, mixture_weights, teacher_probs
 # the settings have their own chapter (02_settings); their names stay importable from here, as configs, tests and notebooks use them
 from .settings import (CHANCES, CHOICES, DATASET_FORMATS, DEFAULTS, NON_NEGATIVE, POSITIVE, ConfigError, check_datasets, given_values,
-                             load_yaml, make_config, parse_sets)
+                             is_staged, load_yaml, make_config, parse_sets)
 
 # %% auto #0
-__all__ = ['TRAIN_SETS', 'degrade', 'augment', 'mix', 'teacher_probs', 'load_train_set', 'mixture_weights', 'load_data',
-           'lr_factor', 'ModelEMA', 'recalibrate_bn', 'RunState', 'freeze_features', 'make_optimizer', 'class_prior',
+__all__ = ['lr_factor', 'ModelEMA', 'recalibrate_bn', 'RunState', 'freeze_features', 'make_optimizer', 'class_prior',
            'adjusted_loss', 'setup', 'restore', 'train_epoch', 'validate', 'save_epoch', 'train', 'add_cli']
-
-# %% ../nbs/02_train.ipynb #c00fee6d
-def degrade(x:torch.Tensor, # N×1×H×W float in [0, 1]
-            cfg:dict, # gamma, blur, downscale, jpeg
-            g:torch.Generator|None=None # random source (on x's device)
-           )->torch.Tensor:
-    "What a face cut from a real photo goes through: other lighting, blur, a small face blown up, JPEG."
-    from torchvision.transforms.v2 import functional as TF
-    n, (H, W), dev = x.shape[0], x.shape[-2:], x.device
-    r = lambda *s: torch.rand(*s, generator=g, device=dev)
-    pick = lambda p: (r(n) < p).nonzero().flatten()   # the images a degradation hits
-    if cfg['gamma']: x = x.clamp_min(1e-4)**torch.exp((r(n, 1, 1, 1)*2 - 1)*cfg['gamma'])
-    if cfg['blur'] and len(i := pick(cfg['blur'])):
-        x[i] = TF.gaussian_blur(x[i], kernel_size=5, sigma=0.4 + 0.8*r(1).item())
-    if cfg['downscale'] and len(i := pick(cfg['downscale'])):
-        side = int(12 + r(1).item()*20)
-        x[i] = F.interpolate(F.interpolate(x[i], size=(side, side), mode='area'), size=(H, W), mode='bilinear', align_corners=False)
-    if cfg['jpeg'] and len(i := pick(cfg['jpeg'])):
-        q = int(15 + r(1).item()*45)
-        u8 = (x[i]*255).round().to(torch.uint8).cpu()
-        x[i] = TF.jpeg(u8, quality=q).to(dev).float()/255
-    return x.clamp(0, 1)
-
-# %% ../nbs/02_train.ipynb #6661914a
-def augment(x:torch.Tensor, # N×1×H×W float in [0, 1]
-            cfg:dict, # flip, shift, rotate, scale, brightness, contrast, gamma, blur, downscale, jpeg, erase
-            g:torch.Generator|None=None # random source (on x's device)
-           )->torch.Tensor:
-    "Batched, face-safe augmentation of N gray faces."
-    n, dev = x.shape[0], x.device
-    r = lambda *s: torch.rand(*s, generator=g, device=dev)
-    ang = (r(n)*2 - 1)*math.radians(cfg['rotate'])
-    zoom = 1 + (r(n)*2 - 1)*cfg['scale']
-    sx = torch.where(r(n) < 0.5, -1.0, 1.0) if cfg['flip'] else torch.ones(n, device=dev)
-    cos, sin = torch.cos(ang)/zoom, torch.sin(ang)/zoom
-    theta = torch.stack([torch.stack([cos*sx, -sin, (r(n)*2 - 1)*cfg['shift']*2], 1),
-                         torch.stack([sin*sx, cos, (r(n)*2 - 1)*cfg['shift']*2], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode='bilinear', padding_mode='border', align_corners=False)
-    if cfg['brightness'] or cfg['contrast']:
-        b = 1 + (r(n, 1, 1, 1)*2 - 1)*cfg['brightness']
-        c = 1 + (r(n, 1, 1, 1)*2 - 1)*cfg['contrast']
-        m = x.mean((2, 3), keepdim=True)
-        x = ((x - m)*c + m*b).clamp(0, 1)
-    x = degrade(x, cfg, g)
-    if cfg['erase']:
-        H, W = x.shape[-2:]
-        area = 0.02 + r(n)*0.18; aspect = torch.exp((r(n)*2 - 1)*math.log(3))
-        h = (torch.sqrt(area*aspect)*H).clamp(max=H); w = (torch.sqrt(area/aspect)*W).clamp(max=W)
-        y0 = r(n)*(H - h); x0 = r(n)*(W - w)
-        ys = torch.arange(H, device=dev).view(1, H, 1); xs = torch.arange(W, device=dev).view(1, 1, W)
-        box = (ys >= y0.view(-1, 1, 1)) & (ys < (y0 + h).view(-1, 1, 1)) & (xs >= x0.view(-1, 1, 1)) & (xs < (x0 + w).view(-1, 1, 1))
-        box &= (r(n) < cfg['erase']).view(-1, 1, 1)
-        x = torch.where(box.unsqueeze(1), r(x.shape), x)
-    return x
-
-# %% ../nbs/02_train.ipynb #dd8ab1b4
-def mix(x:torch.Tensor, t:torch.Tensor, cfg:dict, g:torch.Generator|None=None)->tuple:
-    "Mixup or cutmix a batch and its N×C targets (each chosen with equal chance when both are on)."
-    if not (cfg['mixup'] or cfg['cutmix']) or torch.rand(1, generator=g, device=x.device).item() >= cfg['mix_prob']: return x, t
-    use_cut = cfg['cutmix'] and (not cfg['mixup'] or torch.rand(1, generator=g, device=x.device).item() < 0.5)
-    alpha = cfg['cutmix'] if use_cut else cfg['mixup']
-    lam = float(torch.distributions.Beta(alpha, alpha).sample().item())
-    perm = torch.randperm(x.shape[0], generator=g, device=x.device)
-    if use_cut:
-        H, W = x.shape[-2:]; h, w = int(H*math.sqrt(1 - lam)), int(W*math.sqrt(1 - lam))
-        cy, cx = [int(v) for v in torch.randint(0, H, (2,), generator=g, device=x.device)]
-        y0, y1, x0, x1 = max(cy - h//2, 0), min(cy + h//2, H), max(cx - w//2, 0), min(cx + w//2, W)
-        x = x.clone(); x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
-        lam = 1 - (y1 - y0)*(x1 - x0)/(H*W)
-    else: x = lam*x + (1 - lam)*x[perm]
-    return x, lam*t + (1 - lam)*t[perm]
-
-# %% ../nbs/02_train.ipynb #9a41618c
-def _teacher_key(checkpoints:list, images:np.ndarray, classes, flip:bool)->str:
-    "A name for these teachers' predictions on these faces: changes when any teacher file, face, class or the flip changes."
-    import hashlib
-    h = hashlib.sha256(json.dumps([list(classes), bool(flip), list(images.shape)]).encode())
-    for c in checkpoints: h.update(hashlib.sha256(Path(c).expanduser().read_bytes()).digest())   # the file's content, not its name
-    h.update(np.ascontiguousarray(images).data)
-    return f'teachers-{h.hexdigest()[:20]}'
-
-def teacher_probs(checkpoints:list, # teacher checkpoints (same classes as the data)
-                  images:np.ndarray, # N×48×48 uint8 training faces, clean
-                  classes, # the data's class names
-                  batch_size:int=512,
-                  flip:bool=False, # also average over each face mirrored (a mirror ensemble of every teacher)
-                  cache=None, # where the predictions are kept (default: the data cache, fer_nb.data.cache_dir)
-                  use_cache:bool=True # False: always run the teachers
-                 )->np.ndarray:
-    "The teachers' averaged class probabilities N×C under their training prior: targets for distillation (cached: a resumed run does not run them again)."
-    from fer_nb.model import load_checkpoint
-    def run_teachers()->dict:
-        x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
-        probs = []
-        for c in checkpoints:
-            m, checkpoint = load_checkpoint(c, prior='train')
-            if list(checkpoint['classes']) != list(classes): raise ConfigError(f"teacher {c} has classes {checkpoint['classes']}, the data {list(classes)}")
-            views = [x, x.flip(-1)] if flip else [x]
-            probs.append(sum(predict_logits(m, v, batch_size).softmax(1).numpy() for v in views)/len(views))
-        return dict(probs=(sum(probs)/len(probs)).astype(np.float32))
-    for c in checkpoints: read_checkpoint(c)   # a missing or broken teacher is a one-line error before anything is cached
-    return _cached(_teacher_key(checkpoints, images, classes, flip), run_teachers, cache, use_cache)['probs']
-
-# %% ../nbs/02_train.ipynb #88fc8fb7
-def _train_split(faceset:FaceSet)->FaceSet:
-    "The train split of a set that has one, else all of it."
-    return faceset[(faceset.meta.split == 'train').to_numpy()] if (faceset.meta.split == 'train').any() else faceset
-
-def _expw(path): from fer_nb.faces import load_expw; return load_expw(path)   # the face step is needed only here
-
-TRAIN_SETS = dict(   # a `datasets` format → its training faces (format names: fer_nb.settings.DATASET_FORMATS)
-    rafdb=lambda path, classes: load_rafdb(path, 'train'),
-    affectnet=lambda path, classes: load_affectnet(path, 'train', classes),
-    expw=lambda path, classes: _expw(path),
-    folder=lambda path, classes: _train_split(load_image_folder(path)),
-    fer2013=lambda path, classes: load_fer2013_csv(path, split='train'))
-
-def load_train_set(entry:dict, # one `datasets` entry: format, path, weight
-                   classes:int=7 # 7 drops contempt faces, 8 keeps them
-                  )->FaceSet:
-    "The training faces of one `datasets` entry, in the run's class list."
-    faceset = TRAIN_SETS[entry['format']](entry['path'], classes)
-    faceset = faceset[faceset.labels < classes]   # contempt goes from a 7-class run
-    if not len(faceset): raise DataError(f"{entry['format']} at {entry['path']}: no training faces")
-    return FaceSet(faceset.images, faceset.meta, class_names(classes))
-
-def mixture_weights(sizes:list, # faces in each source
-                    weights:list # each source's weight
-                   )->np.ndarray:
-    "Each face's chance to be drawn, so that a source's share of the draws is its weight over the sum."
-    w = np.concatenate([np.full(n, wt/n/sum(weights)) for n, wt in zip(sizes, weights)])
-    return w/w.sum()
-
-# %% ../nbs/02_train.ipynb #47f700da
-def load_data(cfg:dict)->tuple:
-    "(train images, train targets N×C, valid images, valid labels, classes, each train face's draw chance or None) as tensors."
-    root = ferplus_dir(cfg['data_dir'])
-    if cfg['reframe']: from fer_nb.faces import load_ferplus_reframed as load_split   # framed as the face step frames photos
-    else: load_split = load_ferplus
-    train_set = load_split(root, 'train', cfg['label_mode'], cfg['classes'])
-    valid_set = load_split(root, 'valid', 'majority', cfg['classes'])
-    if cfg['train_limit']: train_set = train_set[:cfg['train_limit']]
-    if cfg['valid_limit']: valid_set = valid_set[:cfg['valid_limit']]
-    t = train_set.targets(cfg['label_mode'])
-    if t.ndim == 1: t = np.eye(len(train_set.classes), dtype=np.float32)[t]
-    extra = [load_train_set(entry, cfg['classes']) for entry in cfg['datasets']]
-    images = np.concatenate([train_set.images, *[faceset.images for faceset in extra]])
-    t = np.concatenate([t, *[np.eye(len(train_set.classes), dtype=np.float32)[faceset.labels] for faceset in extra]])   # no votes: one-hot
-    draw = (mixture_weights([len(train_set), *map(len, extra)], [cfg['ferplus_weight'], *[entry['weight'] for entry in cfg['datasets']]])
-            if extra else None)
-    if cfg['distill']: t = (1 - cfg['distill'])*t + cfg['distill']*teacher_probs(cfg['teachers'], images, train_set.classes, flip=cfg['teacher_flip'])
-    as_t = lambda a: torch.from_numpy(np.array(a))   # a writable copy
-    return (as_t(images).unsqueeze(1), as_t(t), as_t(valid_set.images).unsqueeze(1), as_t(valid_set.labels), train_set.classes,
-            None if draw is None else as_t(draw))
 
 # %% ../nbs/02_train.ipynb #3d69ffe7
 def lr_factor(step:int, total:int, warmup:int, schedule:str)->float:
@@ -189,6 +34,7 @@ def lr_factor(step:int, total:int, warmup:int, schedule:str)->float:
     if schedule == 'onecycle': return max(0.0, 1 - p)
     return 1.0
 
+# %% ../nbs/02_train.ipynb #tr000001
 class ModelEMA:
     "Exponential moving average of a model's weights."
     def __init__(self, model:nn.Module, decay:float):
@@ -250,6 +96,7 @@ class RunState:
         if self.swa is not None and self.swa.n_averaged > 0: return self.swa.module
         return self.ema.module if self.ema is not None else self.model
 
+# %% ../nbs/02_train.ipynb #tr000002
 def _progress(cfg:dict, total:int, desc:str, disable:bool):
     "A tqdm bar (text under papermill or progress='text'), or None."
     mode = cfg['progress']
@@ -260,6 +107,7 @@ def _progress(cfg:dict, total:int, desc:str, disable:bool):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc)
 
+# %% ../nbs/02_train.ipynb #tr000003
 def _machine(device)->str:
     "The hardware a run used, for the checkpoint and the card."
     if device.type == 'cuda': return torch.cuda.get_device_name(device)
@@ -281,6 +129,7 @@ def freeze_features(model:nn.Module, n:int)->int:
     for p in frozen: p.requires_grad_(False)
     return sum(p.numel() for p in frozen)
 
+# %% ../nbs/02_train.ipynb #tr000004
 def make_optimizer(model:nn.Module, cfg:dict)->torch.optim.Optimizer:
     "SGD (Nesterov) or AdamW over the trainable parameters: no weight decay on 1-d ones (biases, norms); feature layers at `backbone_lr`×lr."
     features = _feature_names(model)
@@ -296,6 +145,7 @@ def make_optimizer(model:nn.Module, cfg:dict)->torch.optim.Optimizer:
     if cfg['optimizer'] == 'sgd': return torch.optim.SGD(groups, lr=cfg['lr'], momentum=cfg['momentum'], nesterov=cfg['momentum'] > 0)
     return torch.optim.AdamW(groups, lr=cfg['lr'], betas=(cfg['momentum'], 0.999))
 
+# %% ../nbs/02_train.ipynb #tr000005
 def _init_from(model, cfg):
     "Load `cfg['init']`'s weights into `model` (a checkpoint, or a pretrained backbone's name); a fresh optimiser and schedule follow (fine-tuning, not resuming)."
     if cfg['init'] in BACKBONES: return init_from_backbone(model, cfg['init'])
@@ -314,6 +164,7 @@ def class_prior(targets:torch.Tensor # N×C training targets (one-hot or vote di
     p = targets.float().mean(0).clamp_min(1e-4)
     return p/p.sum()
 
+# %% ../nbs/02_train.ipynb #tr000006
 def adjusted_loss(logits:torch.Tensor, # N×C raw model outputs
                   targets:torch.Tensor, # N×C target distributions
                   log_prior:torch.Tensor, # C log class frequencies of the training set
@@ -321,6 +172,17 @@ def adjusted_loss(logits:torch.Tensor, # N×C raw model outputs
                  )->torch.Tensor:
     "Soft-target cross-entropy on `logits + tau*log_prior`."
     return torch.sum(-targets*F.log_softmax(logits.float() + tau*log_prior, 1), 1).mean()
+
+# %% ../nbs/02_train.ipynb #tr000007
+def _build_model(cfg:dict, num_classes:int, device:torch.device)->nn.Module:
+    "The run's model: the seed's initial weights (or `init`'s), the frozen layers, the memory layout."
+    torch.manual_seed(cfg['seed'])   # same initial weights on every rank and every run
+    model = create_model(cfg['model'], num_classes=num_classes, in_size=cfg['in_size'],
+                         standardise=cfg['standardise'], **cfg['model_kwargs']).to(device)
+    if cfg['init'] is not None and not cfg['resume']: _init_from(model, cfg)
+    freeze_features(model, cfg['freeze'])
+    if cfg['channels_last']: model = model.to(memory_format=torch.channels_last)
+    return model
 
 # %% ../nbs/02_train.ipynb #24ae04b4
 def setup(cfg:dict, # a config from make_config
@@ -331,12 +193,7 @@ def setup(cfg:dict, # a config from make_config
     rank, world, device = _dist_setup(cfg)
     if cfg['threads']: torch.set_num_threads(cfg['threads'])
     if cfg['batch_size'] % world: raise ConfigError(f"batch_size {cfg['batch_size']} is not divisible by {world} processes")
-    torch.manual_seed(cfg['seed'])   # same initial weights on every rank and every run
-    model = create_model(cfg['model'], num_classes=len(prior), in_size=cfg['in_size'],
-                         standardise=cfg['standardise'], **cfg['model_kwargs']).to(device)
-    if cfg['init'] is not None and not cfg['resume']: _init_from(model, cfg)
-    freeze_features(model, cfg['freeze'])
-    if cfg['channels_last']: model = model.to(memory_format=torch.channels_last)
+    model = _build_model(cfg, len(prior), device)
     amp = cfg['amp'] if cfg['amp'] != 'auto' else ('bf16' if device.type == 'cuda' else 'none')
     ddp_model = (nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)
                  if world > 1 else model)
@@ -359,6 +216,13 @@ def restore(state:RunState, last_path:Path)->tuple:
     torch.set_rng_state(checkpoint['rng_cpu'])
     return checkpoint['epoch'], checkpoint['best_valid_acc'], checkpoint['history'], checkpoint['train_seconds']
 
+# %% ../nbs/02_train.ipynb #tr000008
+def _set_lr(state:RunState, step:int):
+    "Every parameter group's learning rate at `step` (SWA epochs hold the lr they start at)."
+    if state.swa is not None: step = min(step, state.swa_start*state.steps_per_epoch)
+    for grp in state.opt.param_groups:
+        grp['lr'] = state.cfg['lr']*grp.get('lr_scale', 1.0)*lr_factor(step, state.total_steps, state.warmup_steps, state.cfg['schedule'])
+
 # %% ../nbs/02_train.ipynb #de152e55
 def train_epoch(state:RunState, xtr:torch.Tensor, ttr:torch.Tensor, epoch:int)->dict:
     "One pass over the training faces: mean loss, accuracy against the targets' argmax, images/s."
@@ -370,11 +234,7 @@ def train_epoch(state:RunState, xtr:torch.Tensor, ttr:torch.Tensor, epoch:int)->
     state.ddp_model.train(); seen, loss_sum, correct = 0, 0.0, 0
     bar = _progress(cfg, state.steps_per_epoch, f"epoch {epoch+1}/{cfg['epochs']}", state.rank != 0)
     for s in range(state.steps_per_epoch):
-        # learning rate for this step
-        step = epoch*state.steps_per_epoch + s
-        if state.swa is not None: step = min(step, state.swa_start*state.steps_per_epoch)   # SWA epochs hold the lr they start at
-        for grp in state.opt.param_groups:
-            grp['lr'] = cfg['lr']*grp.get('lr_scale', 1.0)*lr_factor(step, state.total_steps, state.warmup_steps, cfg['schedule'])
+        _set_lr(state, epoch*state.steps_per_epoch + s)   # learning rate for this step
         # batch: augment, mix, this rank's share
         idx = order[s*cfg['batch_size']:(s + 1)*cfg['batch_size']]
         x, t = mix(augment(xtr[idx].float().div_(255), cfg, g), ttr[idx], cfg, g)
@@ -413,6 +273,15 @@ def validate(state:RunState, xva:torch.Tensor, yva:torch.Tensor, recal_faces:tor
     recalls = [(pred_u[yva == k] == k).float().mean().item() for k in range(len(log_prior)) if (yva == k).any()]
     return dict(valid_acc=acc, valid_bal_acc=float(np.mean(recalls)))
 
+# %% ../nbs/02_train.ipynb #tr000009
+def _append_history(path:Path, row:dict):
+    "Add an epoch's row to history.csv (a new file, with its header, at epoch 1 or when missing)."
+    fresh = row['epoch'] == 1 or not path.exists()
+    with open(path, 'w' if fresh else 'a', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if fresh: w.writeheader()
+        w.writerow(row)
+
 # %% ../nbs/02_train.ipynb #091e9e79
 def save_epoch(state:RunState, checkpoint_dir:Path, log_dir:Path, row:dict, best_acc:float, history:list, classes, prior, writer)->bool:
     "Write best.pt (when improved), last.pt, TensorBoard scalars and history.csv; True when valid improved."
@@ -427,12 +296,23 @@ def save_epoch(state:RunState, checkpoint_dir:Path, log_dir:Path, row:dict, best
                     **({'swa_state_dict': state.swa.state_dict()} if state.swa is not None else {}), **meta)
     for k in ('train_loss', 'train_acc', 'valid_acc', 'valid_bal_acc', 'lr', 'images_per_s'): writer.add_scalar(k, row[k], epoch)
     writer.flush()
-    fresh = epoch == 1 or not (log_dir/'history.csv').exists()
-    with open(log_dir/'history.csv', 'w' if fresh else 'a', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if fresh: w.writeheader()
-        w.writerow(row)
+    _append_history(log_dir/'history.csv', row)
     return improved
+
+# %% ../nbs/02_train.ipynb #tr000010
+def _recal_faces(state:RunState, xtr:torch.Tensor)->torch.Tensor:
+    "The faces precise BN recomputes its statistics on, augmented as training sees them (clean faces' statistics do not fit weights trained on degraded ones)."
+    cfg = state.cfg
+    pick = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg['seed']))[:max(cfg['bn_recal'], 2048 if state.swa else 0)]
+    if not len(pick): return xtr[:0]
+    return augment(xtr[pick.to(state.device)].float().div(255), cfg, torch.Generator(device=state.device).manual_seed(cfg['seed']))
+
+# %% ../nbs/02_train.ipynb #tr000011
+def _print_epoch(cfg:dict, row:dict, improved:bool, seconds:float):
+    "The epoch's one line: loss, accuracies (a star when valid improved), speed, time."
+    print(f"epoch {row['epoch']}/{cfg['epochs']}  loss {row['train_loss']:.4f}  train acc {row['train_acc']:.4f}  "
+          f"valid acc {row['valid_acc']:.4f}{' *' if improved else ''}  balanced {row['valid_bal_acc']:.4f}  "
+          f"{row['images_per_s']:.0f} img/s  {seconds:.0f}s", flush=True)
 
 # %% ../nbs/02_train.ipynb #2405377e
 def train(cfg:dict|None=None, # a config from make_config (or a dict of overrides)
@@ -449,10 +329,7 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
     state = setup(cfg, prior, len(xtr))
     if draw and draw[0] is not None: state.draw = draw[0].to(state.device)
     xtr, ttr = xtr.to(state.device), ttr.to(state.device)
-    pick = torch.randperm(len(xtr), generator=torch.Generator().manual_seed(cfg['seed']))[:max(cfg['bn_recal'], 2048 if state.swa else 0)]
-    # precise-BN faces as training sees them: statistics of clean faces do not fit weights trained on degraded ones
-    recal_faces = (augment(xtr[pick.to(state.device)].float().div(255), cfg, torch.Generator(device=state.device).manual_seed(cfg['seed']))
-                   if len(pick) else xtr[:0])
+    recal_faces = _recal_faces(state, xtr)
     # restore an interrupted run
     start, best_acc, history, elapsed = restore(state, checkpoint_dir/'last.pt') if cfg['resume'] else (0, -1.0, [], 0.0)
     writer = None
@@ -471,9 +348,7 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
         if state.rank == 0:                               # checkpoints and logs
             improved = save_epoch(state, checkpoint_dir, log_dir, row, best_acc, history, classes, prior, writer)
             best_acc = max(best_acc, row['valid_acc'])
-            print(f"epoch {epoch+1}/{cfg['epochs']}  loss {row['train_loss']:.4f}  train acc {row['train_acc']:.4f}  "
-                  f"valid acc {row['valid_acc']:.4f}{' *' if improved else ''}  balanced {row['valid_bal_acc']:.4f}  "
-                  f"{row['images_per_s']:.0f} img/s  {fit['train_seconds']:.0f}s", flush=True)
+            _print_epoch(cfg, row, improved, fit['train_seconds'])
     if writer is not None: writer.close()
     checksum = float(sum(p.detach().double().sum() for p in state.model.parameters()))   # equal on every DDP rank
     return dict(run=cfg['run'], best=str(checkpoint_dir/'best.pt'), last=str(checkpoint_dir/'last.pt'), best_valid_acc=best_acc, history=history,
@@ -481,7 +356,11 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
 
 # %% ../nbs/02_train.ipynb #198aa22f
 def _train_cmd(args)->int:
-    cfg = make_config(args.config, check_files=not args.print_config, **parse_sets(args.set), **({'resume': True} if args.resume else {}))
+    given = {**parse_sets(args.set), **({'resume': True} if args.resume else {})}
+    if args.config and is_staged(args.config):   # a multi-stage recipe: fer_nb.stages runs it (it sits above this module)
+        from fer_nb.stages import staged_cmd
+        return staged_cmd(args.config, given, args.print_config)
+    cfg = make_config(args.config, check_files=not args.print_config, **given)
     if args.print_config:   # the settings a run would use, its recipe chain resolved; nothing is trained
         import yaml
         print(yaml.safe_dump(cfg, sort_keys=False), end=''); return 0
@@ -490,10 +369,11 @@ def _train_cmd(args)->int:
     if dist.is_initialized(): dist.destroy_process_group()
     return 0
 
+# %% ../nbs/02_train.ipynb #tr000012
 def add_cli(sub):
     "Add `fer-nb train` to the CLI's subparsers."
     p = sub.add_parser('train', help='train a model (same settings as the notebook and configs/*.yaml)')
-    p.add_argument('--config', help='a yaml recipe, e.g. configs/cpu.yaml')
+    p.add_argument('--config', help='a yaml recipe, e.g. configs/cpu.yaml (a multi-stage one, e.g. configs/accurate.yaml, runs every stage)')
     p.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting (repeatable)')
     p.add_argument('--resume', action='store_true', help='continue from <out_dir>/<run>/last.pt')
     p.add_argument('--print-config', action='store_true', help='print the resolved settings as yaml and exit without training')

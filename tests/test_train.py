@@ -79,17 +79,19 @@ def test_papermill_misspelt_parameter_stops_the_run(tmp_path, env, tiny_ferplus)
     assert not (tmp_path/'ck').exists()   # stopped before any training
 
 def test_every_recipe_in_configs_resolves_to_a_valid_config():
-    """Each shipped recipe, its `base` chain merged, holds only known settings with valid values and names its own run.
+    """Each shipped recipe, its `base` chain merged, holds only known settings with valid values and names its own run
+    (a multi-stage recipe: every stage).
     `init` and `teachers` point at checkpoints a fresh clone lacks, so their files are not required here."""
     from fer_nb.train import load_yaml, make_config
+    from fer_nb.stages import plan_stages
     recipes = sorted((ROOT/'configs').glob('*.yaml'))
     assert len(recipes) >= 4
     runs = {}
     for p in recipes:
         d = load_yaml(p)
         assert 'base' not in d, p.name
-        cfg = make_config(p, check_files=False)
-        runs[p.name] = cfg['run']
+        if 'stages' in d: runs[p.name] = plan_stages(p)[-1].product.parent.name   # a multi-stage recipe: every stage resolves
+        else: runs[p.name] = make_config(p, check_files=False)['run']
     assert len(set(runs.values())) == len(runs), runs   # no two recipes write into one run's checkpoints
 
 def test_print_config_resolves_a_recipe_chain(env):
@@ -97,14 +99,15 @@ def test_print_config_resolves_a_recipe_chain(env):
     from balanced.yaml, and --set still wins; nothing is trained."""
     import yaml
     from fer_nb.train import load_yaml
-    r = subprocess.run([sys.executable, '-m', 'fer_nb.cli', 'train', '--config', 'configs/balanced_long.yaml',
+    r = subprocess.run([sys.executable, '-m', 'fer_nb.cli', 'train', '--config', 'experiments/configs/balanced_long.yaml',
                         '--set', 'lr=0.05', '--print-config'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     cfg = yaml.safe_load(r.stdout)
-    parent = load_yaml(ROOT/'configs'/'balanced.yaml')
+    parent = load_yaml(ROOT/'experiments'/'configs'/'balanced.yaml')
     assert (cfg['run'], cfg['epochs'], cfg['lr']) == ('balanced_long', 50, 0.05)
     assert all(cfg[k] == v for k, v in parent.items() if k not in ('run', 'epochs', 'lr')), 'the rest comes from balanced.yaml'
-    assert 'base' not in (ROOT/'configs'/'balanced.yaml').read_text() and 'base:' in (ROOT/'configs'/'balanced_long.yaml').read_text()
+    recorded = ROOT/'experiments'/'configs'
+    assert 'base' not in (recorded/'balanced.yaml').read_text() and 'base:' in (recorded/'balanced_long.yaml').read_text()
 
 def test_mixture_weights_give_each_source_its_share():
     "A source's share of the draws is its weight over the sum, whatever its size."
