@@ -10,7 +10,7 @@ from .data import PRIORS, FerError
 __all__ = ['CLI_MODULES', 'build_parser', 'add_checkpoint_option', 'add_prior_option', 'main', 'run_cli']
 
 # %% ../nbs/06_cli.ipynb #f03edd8c
-CLI_MODULES = ('importers', 'backbones', 'train', 'eval', 'onnx_model', 'cards', 'apps', 'corpus', 'serve')
+CLI_MODULES = ('importers', 'backbones', 'stages', 'eval', 'onnx_model', 'cards', 'apps', 'corpus', 'serve')
 
 def build_parser()->argparse.ArgumentParser:
     "The `fer-nb` argument parser with every module's subcommands."

@@ -6,14 +6,14 @@ import json, os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .settings import DEFAULTS, ConfigError, _exists, is_staged, load_yaml, make_config
+from .settings import DEFAULTS, ConfigError, _exists, is_staged, load_yaml, make_config, parse_sets
 from .backbones import BACKBONES
 from .model import combine_checkpoints, read_checkpoint, ship_checkpoint
-from .train import train   # stages sits above the training loop: each training stage is one train() run
+from .train import dist, train   # stages sits above the training loop: each training stage is one train() run
 
 # %% auto #0
 __all__ = ['SHIP', 'PLACING', 'Stage', 'stage_name', 'refer', 'ship_spec', 'train_stage', 'combine_stage', 'recipe_stage',
-           'plan_stages', 'run_train_stage', 'run_stages', 'run_recipe', 'describe', 'staged_cmd']
+           'plan_stages', 'run_train_stage', 'run_stages', 'run_recipe', 'describe', 'staged_cmd', 'add_cli']
 
 # %% ../nbs/02c_stages.ipynb #st000009
 @dataclass
@@ -208,3 +208,27 @@ def staged_cmd(config_file, # a multi-stage recipe
         print(yaml.safe_dump(describe(plan_stages(config_file, given)), sort_keys=False), end=''); return 0
     print(json.dumps(run_recipe(config_file, **given)), flush=True)
     return 0
+
+# %% ../nbs/02c_stages.ipynb #198aa22f
+def _train_cmd(args)->int:
+    "`fer-nb train`: one run of a recipe (its summary as one json line per rank), or every stage of a multi-stage one."
+    given = {**parse_sets(args.set), **({'resume': True} if args.resume else {})}
+    if args.config and is_staged(args.config): return staged_cmd(args.config, given, args.print_config)
+    cfg = make_config(args.config, check_files=not args.print_config, **given)
+    if args.print_config:   # the settings a run would use, its recipe chain resolved; nothing is trained
+        import yaml
+        print(yaml.safe_dump(cfg, sort_keys=False), end=''); return 0
+    s = train(cfg)
+    print(json.dumps({k: v for k, v in s.items() if k != 'history'}), flush=True)   # one line per rank
+    if dist.is_initialized(): dist.destroy_process_group()
+    return 0
+
+# %% ../nbs/02c_stages.ipynb #tr000012
+def add_cli(sub):
+    "Add `fer-nb train` to the CLI's subparsers."
+    p = sub.add_parser('train', help='train a model (same settings as the notebook and configs/*.yaml)')
+    p.add_argument('--config', help='a yaml recipe, e.g. configs/cpu.yaml (a multi-stage one, e.g. configs/accurate.yaml, runs every stage)')
+    p.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting (repeatable)')
+    p.add_argument('--resume', action='store_true', help='continue from <out_dir>/<run>/last.pt')
+    p.add_argument('--print-config', action='store_true', help='print the resolved settings as yaml and exit without training')
+    p.set_defaults(func=_train_cmd)

@@ -23,7 +23,7 @@ from .settings import (CHANCES, CHOICES, DATASET_FORMATS, DEFAULTS, NON_NEGATIVE
 
 # %% auto #0
 __all__ = ['lr_factor', 'ModelEMA', 'recalibrate_bn', 'RunState', 'freeze_features', 'make_optimizer', 'class_prior',
-           'adjusted_loss', 'setup', 'restore', 'train_epoch', 'validate', 'save_epoch', 'train', 'add_cli']
+           'adjusted_loss', 'setup', 'restore', 'train_epoch', 'validate', 'save_epoch', 'train']
 
 # %% ../nbs/02_train.ipynb #3d69ffe7
 def lr_factor(step:int, total:int, warmup:int, schedule:str)->float:
@@ -353,28 +353,3 @@ def train(cfg:dict|None=None, # a config from make_config (or a dict of override
     checksum = float(sum(p.detach().double().sum() for p in state.model.parameters()))   # equal on every DDP rank
     return dict(run=cfg['run'], best=str(checkpoint_dir/'best.pt'), last=str(checkpoint_dir/'last.pt'), best_valid_acc=best_acc, history=history,
                 train_seconds=elapsed, rank=state.rank, world=state.world, param_checksum=checksum)
-
-# %% ../nbs/02_train.ipynb #198aa22f
-def _train_cmd(args)->int:
-    given = {**parse_sets(args.set), **({'resume': True} if args.resume else {})}
-    if args.config and is_staged(args.config):   # a multi-stage recipe: fer_nb.stages runs it (it sits above this module)
-        from fer_nb.stages import staged_cmd
-        return staged_cmd(args.config, given, args.print_config)
-    cfg = make_config(args.config, check_files=not args.print_config, **given)
-    if args.print_config:   # the settings a run would use, its recipe chain resolved; nothing is trained
-        import yaml
-        print(yaml.safe_dump(cfg, sort_keys=False), end=''); return 0
-    s = train(cfg)
-    print(json.dumps({k: v for k, v in s.items() if k != 'history'}), flush=True)   # one line per rank
-    if dist.is_initialized(): dist.destroy_process_group()
-    return 0
-
-# %% ../nbs/02_train.ipynb #tr000012
-def add_cli(sub):
-    "Add `fer-nb train` to the CLI's subparsers."
-    p = sub.add_parser('train', help='train a model (same settings as the notebook and configs/*.yaml)')
-    p.add_argument('--config', help='a yaml recipe, e.g. configs/cpu.yaml (a multi-stage one, e.g. configs/accurate.yaml, runs every stage)')
-    p.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting (repeatable)')
-    p.add_argument('--resume', action='store_true', help='continue from <out_dir>/<run>/last.pt')
-    p.add_argument('--print-config', action='store_true', help='print the resolved settings as yaml and exit without training')
-    p.set_defaults(func=_train_cmd)
