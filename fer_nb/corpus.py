@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .data import IMAGE_EXTS, PRIORS, DataError
-from .predict import COLORS, RUNTIMES
+from .predict import BATCH_FACES, COLORS, RUNTIMES
 from .apps import _is_glob, add_model_options
 from .corpus_engines import DONE_STATUSES, ENGINES, WorkItem, open_video
 
@@ -261,7 +261,7 @@ def run_corpus(inputs:list, # photos, videos, folders, globs and manifest files
                segment:float=60.0, # seconds of video per work item
                detector:str='yunet', prior:str='uniform', runtime:str='auto', # as in Predictor.load
                address:str|None=None, workers:int|None=None, cpus_per_worker:float=1.0, # the ray engine's cluster
-               batch_faces:int=64, # faces classified together
+               batch_faces:int=BATCH_FACES, # faces classified together
                photos_per_task:int=16, # photos sent to a worker together
                flush_seconds:float=10.0, # write finished rows at least this often
                progress:bool=True # a progress bar on stderr
@@ -397,7 +397,7 @@ def add_cli(sub):
     p.add_argument('--address', help='ray: a running cluster to join (host:port); default: start one on this machine')
     p.add_argument('--workers', type=int, help='ray: worker processes, each with a model copy (default: as many as the CPUs allow)')
     p.add_argument('--cpus-per-worker', type=float, default=1.0, help='ray: CPUs (and threads) per worker (default 1)')
-    p.add_argument('--batch-faces', type=int, default=64, help='faces classified together (default 64)')
+    p.add_argument('--batch-faces', type=int, default=BATCH_FACES, help=f'faces classified together (default {BATCH_FACES})')
     p.add_argument('--save-every', type=float, default=10.0, metavar='SECONDS', help='write finished results at least this often (default 10): what a crash can cost')
     p.add_argument('--plots', metavar='DIR', help='draw the corpus bar chart and a timeline per video here')
     p.add_argument('--quiet', action='store_true', help='no progress bar and no closing line')

@@ -12,13 +12,13 @@ import tornado.httputil, tornado.ioloop, tornado.web
 
 from .cli import add_checkpoint_option
 from .data import PRIORS, DataError, FerError
-from .predict import Predictor
+from .predict import BATCH_FACES, Predictor
 
 # %% auto #0
-__all__ = ['MAX_UPLOAD_MB', 'QUEUE_LIMIT', 'RETRY_AFTER_S', 'MODEL_URL_ENV', 'BATCH_FACES', 'ApiError', 'error_status',
-           'predictor_under', 'FaceBatcher', 'SharedPredictor', 'ModelService', 'JsonHandler', 'NotFoundHandler',
-           'too_large', 'UploadHandler', 'PredictHandler', 'HealthHandler', 'model_app', 'free_port',
-           'start_model_thread', 'add_service_options', 'model_parser', 'model_command', 'run_model_process']
+__all__ = ['MAX_UPLOAD_MB', 'QUEUE_LIMIT', 'RETRY_AFTER_S', 'MODEL_URL_ENV', 'ApiError', 'error_status', 'predictor_under',
+           'FaceBatcher', 'SharedPredictor', 'ModelService', 'JsonHandler', 'NotFoundHandler', 'too_large',
+           'UploadHandler', 'PredictHandler', 'HealthHandler', 'model_app', 'free_port', 'start_model_thread',
+           'add_service_options', 'model_parser', 'model_command', 'run_model_process']
 
 # %% ../nbs/11a_model_service.ipynb #sv000009
 MAX_UPLOAD_MB = 50        # bigger than any phone photo; a body past this is refused (413) before it is all read
@@ -52,8 +52,6 @@ def predictor_under(predictor:Predictor, # a loaded Predictor
     return p.set_prior(prior)
 
 # %% ../nbs/11a_model_service.ipynb #sv000017
-BATCH_FACES = 64          # the largest batch of faces classified at once across requests (1: no batching)
-
 class FaceBatcher:
     "Classify face crops from many threads in shared batches; each caller blocks until its own rows come back."
     def __init__(self, classify, # N×S×S uint8 crops → N×C probabilities (Predictor.classify)

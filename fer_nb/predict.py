@@ -14,8 +14,8 @@ from .data import CLASSES, DataError, FerError, face_crop, find_file, load_image
 from .faces import DETECT_SIDE, MIN_FACE_SIDE, _have_onnxruntime, as_detector, box_iou, find_faces, load_photo, shrink
 
 # %% auto #0
-__all__ = ['RUNTIMES', 'COLORS', 'sample_path', 'Face', 'Predictor', 'annotate', 'plot_probs', 'heat_rgb', 'overlay',
-           'FaceTracker']
+__all__ = ['RUNTIMES', 'BATCH_FACES', 'COLORS', 'sample_path', 'Face', 'Predictor', 'annotate', 'plot_probs', 'heat_rgb',
+           'overlay', 'FaceTracker']
 
 # %% ../nbs/05_predict.ipynb #9940af84
 def sample_path(name:str='astronaut.png' # a file in samples/
@@ -45,6 +45,7 @@ class Face:
 
 # %% ../nbs/05_predict.ipynb #db69ec6d
 RUNTIMES = ('auto', 'torch', 'onnx')
+BATCH_FACES = 64   # the most faces classified in one call where photos or requests share batches (the model service, the corpus)
 
 # %% ../nbs/05_predict.ipynb #ef2bd67e
 class Predictor:

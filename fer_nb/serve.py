@@ -10,7 +10,8 @@ from fastcore.basics import patch
 from .cli import add_checkpoint_option
 from .client import RemotePredictor
 from .data import DataError, FerError
-from .model_service import BATCH_FACES, MAX_UPLOAD_MB, MODEL_URL_ENV, QUEUE_LIMIT, add_service_options, free_port, model_command, run_model_process
+from .predict import BATCH_FACES
+from .model_service import MAX_UPLOAD_MB, MODEL_URL_ENV, QUEUE_LIMIT, add_service_options, free_port, model_command, run_model_process
 from .notebook_app import CULL_IDLE_S, POOL_SIZE, app_notebook, voila_command, voila_web
 from .web import add_web_options, terminal_qr, tls_context
 
